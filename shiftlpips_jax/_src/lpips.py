@@ -1,0 +1,151 @@
+"""The LPIPS head (Zhang et al., CVPR 2018) over any backbone, as used by ST-LPIPS.
+
+d(x, y) = sum over taps l of mean_{h,w} w_l . (f_l(x) - f_l(y))^2, where f_l are the backbone's
+tap features unit-normalised over channels and w_l >= 0 are learned 1x1 "linear" heads. Inputs are
+NHWC in [-1, 1] and first pass through LPIPS v0.1's scaling layer. With ``spatial=True`` each tap's
+map is bilinearly upsampled (PyTorch ``align_corners=False``) to the input size instead of averaged.
+
+The module is a pure linen module: ``LPIPS(net=backbone).apply(variables, x, y)`` does no value
+checks, so it composes with ``jax.jit``, ``jax.grad``, ``jax.vmap`` and ``shard_map``.
+
+Example::
+
+    model = LPIPS(net=make_backbone("alex", "shift_tolerant"))
+    d = model.apply(variables, x, y)                       # (N,)
+    fx = model.apply(variables, x, method=LPIPS.features)  # cache features of fixed targets
+    d = model.apply(variables, fx, fy, method=LPIPS.compare_features)
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["LPIPS", "normalize_features", "upsample_bilinear", "SHIFT", "SCALE", "EPS"]
+
+# LPIPS v0.1 ScalingLayer constants (ImageNet statistics mapped to [-1, 1] inputs).
+SHIFT = np.array([-0.030, -0.088, -0.188], dtype=np.float32)
+SCALE = np.array([0.458, 0.448, 0.450], dtype=np.float32)
+EPS = 1e-10
+
+
+def normalize_features(f: jax.Array, eps: float = EPS) -> jax.Array:
+    """``f / (||f||_channels + eps)`` with a finite gradient where the channel vector is zero.
+
+    Upstream computes ``sqrt(sum f^2)``, whose derivative is infinite at 0, so a dead location
+    (all channels zero after ReLU) gives NaN gradients. Here the square root only sees positive
+    sums; at zero the value is exactly upstream's (0) and the gradient is finite.
+    """
+    f = f.astype(jnp.float32)
+    sq = jnp.sum(f * f, axis=-1, keepdims=True)
+    positive = sq > 0
+    norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+    return f / (norm + eps)
+
+
+def _interp_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """Row i holds PyTorch's bilinear (align_corners=False) weights of output i over the input."""
+    m = np.zeros((out_size, in_size), dtype=np.float32)
+    scale = in_size / out_size
+    for i in range(out_size):
+        src = max((i + 0.5) * scale - 0.5, 0.0)
+        i0 = min(int(np.floor(src)), in_size - 1)
+        i1 = min(i0 + 1, in_size - 1)
+        lam = src - i0
+        m[i, i0] += 1.0 - lam
+        m[i, i1] += lam
+    return m
+
+
+def upsample_bilinear(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """(N, h, w, C) -> (N, H, W, C), PyTorch ``Upsample(mode='bilinear', align_corners=False)``."""
+    mh = jnp.asarray(_interp_matrix(size[0], x.shape[1]))
+    mw = jnp.asarray(_interp_matrix(size[1], x.shape[2]))
+    return jnp.einsum("Hh,nhwc,Ww->nHWc", mh, x, mw, precision=jax.lax.Precision.HIGHEST)
+
+
+class LPIPS(nn.Module):
+    """Learned perceptual distance: backbone taps -> unit-normalise -> squared diff -> heads.
+
+    Attributes:
+      net: the backbone (see :func:`make_backbone`); its taps feed one head each.
+      use_dropout: dropout(0.5) before each head when ``train=True`` (as upstream training).
+      lpips: ``False`` gives the "baseline" distance (channel sum instead of learned heads).
+
+    Parameter tree: ``{"net": {...backbone...}, "lin0": {"kernel": (1,1,C0,1)}, ...}``; a ResNet
+    backbone adds ``batch_stats``.
+    """
+
+    net: nn.Module
+    use_dropout: bool = True
+    lpips: bool = True
+
+    def setup(self):
+        channels = tuple(self.net.channels)
+        self.num_taps = len(channels)
+        if self.lpips:
+            for k in range(len(channels)):
+                setattr(self, f"lin{k}", nn.Conv(1, (1, 1), use_bias=False))
+        self.dropout = nn.Dropout(0.5)
+
+    def features(self, x: jax.Array, *, train: bool = False) -> tuple[jax.Array, ...]:
+        """Unit-normalised tap features of images ``x`` (N, H, W, 3) in [-1, 1] (float32)."""
+        x = (x - jnp.asarray(SHIFT)) / jnp.asarray(SCALE)
+        taps = self.net(x, train=train)
+        return tuple(normalize_features(t) for t in taps.values())
+
+    def compare_features(self, fx: Sequence[jax.Array], fy: Sequence[jax.Array], *,
+                         spatial_size: tuple[int, int] | None = None, per_layer: bool = False,
+                         train: bool = False):
+        """Distance from normalised features (see :meth:`features`).
+
+        Args:
+          fx, fy: tuples of normalised tap features; batch sizes must broadcast.
+          spatial_size: (H, W) to return an upsampled (N, H, W, 1) map instead of (N,).
+          per_layer: also return each tap's contribution.
+          train: apply head dropout (needs a ``dropout`` rng).
+        """
+        res = []
+        for k, (a, b) in enumerate(zip(fx, fy)):
+            diff = (a - b) ** 2
+            if self.lpips:
+                if self.use_dropout:
+                    diff = self.dropout(diff, deterministic=not train)
+                val = getattr(self, f"lin{k}")(diff)
+            else:
+                val = jnp.sum(diff, axis=-1, keepdims=True)
+            if spatial_size is None:
+                val = jnp.mean(val, axis=(1, 2, 3))
+            else:
+                val = upsample_bilinear(val, spatial_size)
+            res.append(val)
+        total = res[0]
+        for r in res[1:]:
+            total = total + r
+        if per_layer:
+            return total, tuple(res)
+        return total
+
+    def __call__(self, x: jax.Array, y: jax.Array, *, spatial: bool = False,
+                 per_layer: bool = False, train: bool = False):
+        """Distance between image batches ``x`` and ``y``, (N, H, W, 3) in [-1, 1].
+
+        Returns:
+          (N,) distances; (N, H, W, 1) maps with ``spatial=True``; with ``per_layer=True`` a tuple
+          ``(total, per_tap)`` where ``per_tap`` holds one (N,) (or map) per tap.
+        """
+        if train:
+            # Two backbone calls, as upstream: batch statistics (ResNet) are per input batch.
+            fx, fy = self.features(x, train=True), self.features(y, train=True)
+        else:
+            n = x.shape[0]
+            both = self.features(jnp.concatenate([x, y], axis=0))
+            fx = tuple(f[:n] for f in both)
+            fy = tuple(f[n:] for f in both)
+        size = (x.shape[1], x.shape[2]) if spatial else None
+        return self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer, train=train)
+
