@@ -91,8 +91,9 @@ def max_pool(x: jax.Array, *, window: int, stride: int, padding: int = 0,
         out = pool_out(size, window, stride, padding, ceil_mode)
         extra = (out - 1) * stride + window - (size + 2 * padding)
         pads.append((padding, padding + max(extra, 0)))
+    # A Python-scalar -inf init makes this lax.reduce_window_max, which JAX can differentiate.
     return lax.reduce_window(
-        x, jnp.array(-jnp.inf, dtype=x.dtype), lax.max, (1, window, window, 1),
+        x, -jnp.inf, lax.max, (1, window, window, 1),
         (1, stride, stride, 1), ((0, 0), pads[0], pads[1], (0, 0)))
 
 
