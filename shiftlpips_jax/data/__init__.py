@@ -1,0 +1,105 @@
+"""BAPPS data: folder reading with validation, TFDS builders (ArrayRecord) and grain pipelines.
+
+BAPPS (Zhang et al., CVPR 2018) is the perceptual-similarity dataset ST-LPIPS (Ghildyal & Liu,
+ECCV 2022) trains and evaluates on. Three ways in, all giving the same decoded records:
+
+1. **Folder** -- ``read_2afc(root, datasets=None, load_size=64)`` reads an extracted
+   ``dataset/2afc`` folder (``{train,val}/<set>/{ref,p0,p1,judge}``) and returns a
+   :class:`BappsSource`: a picklable random-access source. Judges are read and checked eagerly;
+   images are decoded on access (``verify_images=True`` decodes all now). ``source[i]`` is::
+
+       {"ref", "p0", "p1": uint8 (H, W, 3) RGB, shorter side resized to load_size (bicubic),
+        "judge": float32 scalar in [0, 1] (fraction of people who preferred p1),
+        "path": str, the p0 path relative to root ("val/cnn/p0/000001.png"),
+        "set": str ("val/cnn")}
+
+   ``source.sets`` lists one :class:`SetSpan` (``name``, ``start``, ``stop``) per set, in the
+   requested order; records are in BAPPS's sorted file order. ``read_jnd(root, ...)`` does the
+   same for ``dataset/jnd`` (``p0``, ``p1``, ``same``). Bad data raises ``FileNotFoundError`` /
+   ``ValueError`` naming the path: missing set or subfolder, ref/p0/p1/judge count mismatch,
+   unpaired file names, unreadable or out-of-range judge, corrupt or wrong-size image.
+
+2. **TFDS** -- ``build_2afc_tfds(manual_dir, data_dir, load_size=64, sets=None)`` builds the
+   ``bapps_2afc`` dataset (``file_format="array_record"``, no TensorFlow needed) from the
+   extracted folder (``MANUAL_DOWNLOAD_INSTRUCTIONS``; ``DownloadConfig(manual_dir=...)``) and
+   returns the builder. Splits are named after the sets with ``_``: ``train_traditional``,
+   ``train_cnn``, ``train_mix``, ``val_traditional``, ``val_cnn``, ``val_superres``,
+   ``val_deblur``, ``val_color``, ``val_frameinterp`` (``split_name("val/cnn")``). Images are
+   stored as lossless PNG at ``load_size``; ``builder.as_data_source()[split]`` decodes records to
+   ``{"ref","p0","p1": uint8 (H, W, 3), "judge": float32, "path": bytes}``, identical to the
+   folder source's and in the same order. A failed build leaves nothing behind.
+   ``bapps_2afc_builder(data_dir, load_size, sets)`` opens a built one; ``build_jnd_tfds`` /
+   ``bapps_jnd_builder`` do JND (``p0``, ``p1``, ``same``).
+
+3. **Grain** -- ``make_2afc_loader(source, *, batch_size, shuffle=True, seed=0, num_epochs=1,
+   shard_index=None, shard_count=None, drop_remainder=True, worker_count=0)`` takes either
+   source and returns grain's DataLoader iterator of host-local NumPy batches
+   ``{"ref","p0","p1": uint8 (B, H, W, 3), "judge": float32 (B,)}``, sharded by
+   ``jax.process_index()`` (unless given) with an ``IndexSampler``; ``it.get_state()`` /
+   ``it.set_state(state)`` resume exactly. Convert to [-1, 1] with ``x / 127.5 - 1`` (or pass
+   uint8 straight to ``Metric``).
+
+Example::
+
+    from shiftlpips_jax import data
+    src = data.read_2afc("BAPPS/dataset/2afc", ["train/traditional", "train/cnn"])
+    # or: src = data.build_2afc_tfds("BAPPS/dataset", "~/tfds").as_data_source()["train_cnn"]
+    it = data.make_2afc_loader(src, batch_size=50, seed=0, num_epochs=None)
+    batch = next(it); state = it.get_state()     # ... later: it.set_state(state)
+"""
+
+from shiftlpips_jax.data._folder import BAPPS_2AFC_SETS
+from shiftlpips_jax.data._folder import BAPPS_JND_SETS
+from shiftlpips_jax.data._folder import BappsSource
+from shiftlpips_jax.data._folder import SetSpan
+from shiftlpips_jax.data._folder import read_2afc
+from shiftlpips_jax.data._folder import read_jnd
+from shiftlpips_jax.data._folder import resize_shorter_side
+
+# The TFDS and grain halves import heavy libraries (about 2 s); load them on first use so reading
+# folders (and `shiftlpips eval`) stays quick.
+_LAZY = {
+    "TWOAFC_KEYS": "_pipeline",
+    "make_2afc_loader": "_pipeline",
+    "Bapps2afc": "_tfds",
+    "BappsConfig": "_tfds",
+    "BappsJnd": "_tfds",
+    "bapps_2afc_builder": "_tfds",
+    "bapps_jnd_builder": "_tfds",
+    "build_2afc_tfds": "_tfds",
+    "build_jnd_tfds": "_tfds",
+    "split_name": "_tfds",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        module = importlib.import_module(f"shiftlpips_jax.data.{_LAZY[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'shiftlpips_jax.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = (
+    "BAPPS_2AFC_SETS",
+    "BAPPS_JND_SETS",
+    "Bapps2afc",
+    "BappsConfig",
+    "BappsJnd",
+    "BappsSource",
+    "SetSpan",
+    "TWOAFC_KEYS",
+    "bapps_2afc_builder",
+    "bapps_jnd_builder",
+    "build_2afc_tfds",
+    "build_jnd_tfds",
+    "make_2afc_loader",
+    "read_2afc",
+    "read_jnd",
+    "resize_shorter_side",
+    "split_name",
+)

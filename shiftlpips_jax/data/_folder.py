@@ -1,0 +1,326 @@
+"""Reading extracted BAPPS folders: validated, random-access, lazily decoded sources.
+
+BAPPS (Zhang et al., CVPR 2018) ships 2AFC triplets as ``2afc/{train,val}/<set>/{ref,p0,p1}``
+image folders plus ``judge/*.npy`` (fraction of people who preferred p1), and JND pairs as
+``jnd/val/<set>/{p0,p1}`` plus ``same/*.npy``. Files are paired by sorted path, as upstream
+``data/image_folder.py`` does. Everything cheap is checked when a folder is read (subfolders,
+counts, matching file names, judge files); images are decoded lazily, in parallel where the caller
+asks, and a corrupt or wrong-size image raises an error naming its path when it is decoded (or up
+front with ``verify_images=True``).
+
+Images are loaded as RGB and resized like upstream ``transforms.Resize(load_size)``: the shorter
+side becomes ``load_size`` (aspect kept; a no-op when it already is). Upstream uses bicubic for
+2AFC and bilinear (``transforms.Scale``'s default) for JND; BAPPS patches are 64x64, so at the
+default ``load_size=64`` both are the identity.
+
+Example::
+
+    src = read_2afc("dataset/2afc", ["val/traditional", "val/cnn"])
+    len(src), src.sets                       # triplets, per-set index ranges
+    ex = src[0]                              # {"ref","p0","p1": uint8 (64,64,3), "judge", ...}
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from shiftlpips_jax._src import images as images_lib
+
+__all__ = ["BAPPS_2AFC_SETS", "BAPPS_JND_SETS", "BappsSource", "SetSpan", "read_2afc",
+           "read_jnd", "resize_shorter_side"]
+
+# The sets BAPPS ships (2AFC val sizes: cnn 4720, color 4720, deblur 9440, frameinterp 1888,
+# superres 10856, traditional 4720 = 36,344 triplets).
+BAPPS_2AFC_SETS = ("train/traditional", "train/cnn", "train/mix", "val/traditional", "val/cnn",
+                   "val/superres", "val/deblur", "val/color", "val/frameinterp")
+BAPPS_JND_SETS = ("val/traditional", "val/cnn")
+
+# Upstream data/image_folder.py IMG_EXTENSIONS (case-sensitive there; we accept any case).
+_IMG_EXT = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
+_RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
+
+
+def resize_shorter_side(img: np.ndarray, load_size: int, resample: str = "bicubic") -> np.ndarray:
+    """torchvision ``Resize(load_size)`` on a PIL image: shorter side -> ``load_size``.
+
+    The longer side becomes ``int(load_size * long / short)``; the image is returned unchanged when
+    its shorter side already equals ``load_size``.
+    """
+    h, w = img.shape[:2]
+    short, long = (w, h) if w <= h else (h, w)
+    if short == load_size:
+        return img
+    new_long = int(load_size * long / short)
+    new_w, new_h = (load_size, new_long) if w <= h else (new_long, load_size)
+    return np.asarray(Image.fromarray(img).resize((new_w, new_h), _RESAMPLE[resample]))
+
+
+def _resized_shape(h: int, w: int, load_size: int) -> tuple[int, int]:
+    short, long = (w, h) if w <= h else (h, w)
+    if short == load_size:
+        return h, w
+    new_long = int(load_size * long / short)
+    return (new_long, load_size) if w <= h else (load_size, new_long)
+
+
+@dataclasses.dataclass(frozen=True)
+class SetSpan:
+    """One BAPPS set inside a source: records ``start:stop`` come from ``directory``."""
+    name: str
+    directory: str
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def indices(self) -> range:
+        return range(self.start, self.stop)
+
+
+def _list_files(directory: str, exts: tuple[str, ...]) -> list[str]:
+    """Sorted paths of matching files under ``directory`` (recursive, like upstream)."""
+    found = []
+    for dirpath, _, fnames in sorted(os.walk(directory)):
+        for fname in fnames:
+            if fname.lower().endswith(exts):
+                found.append(os.path.join(dirpath, fname))
+    return sorted(found)
+
+
+def _load_label(path: str) -> np.float32:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 - any failure means "unreadable"
+        raise ValueError(f"cannot read judgement file {path}: {err} (expected a .npy float "
+                         "array holding one value in [0, 1])") from err
+    arr = np.asarray(arr)
+    if arr.size != 1 or not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"judgement file {path} holds a {arr.dtype} array of shape "
+                         f"{arr.shape}; expected one number in [0, 1]")
+    value = float(arr.reshape(()))
+    if not np.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"judgement file {path} holds {value}; expected a value in [0, 1]")
+    return np.float32(value)
+
+
+class BappsSource:
+    """A random-access BAPPS source (grain ``RandomAccessDataSource`` protocol).
+
+    ``source[i]`` decodes record ``i``: a dict with the image fields (uint8 (H, W, 3), resized to
+    ``load_size``), the label (``judge`` for 2AFC, ``same`` for JND; float32 scalar in [0, 1]),
+    ``path`` (the p0 path relative to ``root``, e.g. ``val/cnn/p0/000001.png``) and ``set``.
+    Picklable, so grain worker processes can use it.
+
+    Attributes:
+      kind: ``"2afc"`` or ``"jnd"``.
+      root: the folder holding ``train/`` and ``val/``.
+      image_keys: ``("ref", "p0", "p1")`` or ``("p0", "p1")``.
+      label_key: ``"judge"`` or ``"same"``.
+      paths: ``{key: [path, ...]}`` for every image key.
+      labels: float32 (N,) judges / same-fractions, read eagerly.
+      sets: one :class:`SetSpan` per requested set, in request order.
+      load_size, resample: resizing (shorter side -> ``load_size``).
+    """
+
+    def __init__(self, *, kind, root, image_keys, label_key, paths, label_paths, labels, sets,
+                 load_size, resample, set_shapes):
+        self.kind = kind
+        self.root = root
+        self.image_keys = tuple(image_keys)
+        self.label_key = label_key
+        self.paths = paths
+        self.label_paths = label_paths
+        self.labels = labels
+        self.sets = tuple(sets)
+        self.load_size = load_size
+        self.resample = resample
+        self._set_shapes = set_shapes  # set name -> (H, W) after resizing
+        self._set_of = np.zeros(len(labels), np.int32)
+        for k, span in enumerate(self.sets):
+            self._set_of[span.start:span.stop] = k
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __repr__(self) -> str:
+        sets = ", ".join(f"{s.name}: {len(s)}" for s in self.sets)
+        return (f"BappsSource({self.kind}, root={self.root!r}, load_size={self.load_size}, "
+                f"{len(self)} records; {sets})")
+
+    def span(self, name: str) -> SetSpan:
+        for s in self.sets:
+            if s.name == name:
+                return s
+        raise KeyError(f"set {name!r} not in this source (sets: {[s.name for s in self.sets]})")
+
+    def load_image(self, key: str, index: int) -> np.ndarray:
+        """Decodes one image (RGB, resized); errors name the path."""
+        path = self.paths[key][index]
+        img = images_lib.load_rgb(path)
+        span = self.sets[self._set_of[index]]
+        want = self._set_shapes[span.name]
+        got = _resized_shape(img.shape[0], img.shape[1], self.load_size)
+        if got != want:
+            raise ValueError(
+                f"wrong-size image {path}: {img.shape[0]}x{img.shape[1]} resizes to "
+                f"{got[0]}x{got[1]} at load_size={self.load_size}, but the images of "
+                f"{span.name} resize to {want[0]}x{want[1]}")
+        return resize_shorter_side(img, self.load_size, self.resample)
+
+    def __getitem__(self, index) -> dict:
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"record {index} out of range for {len(self)} records")
+        index %= len(self)
+        out = {key: self.load_image(key, index) for key in self.image_keys}
+        out[self.label_key] = self.labels[index]
+        out["path"] = os.path.relpath(self.paths["p0"][index], self.root)
+        out["set"] = self.sets[self._set_of[index]].name
+        return out
+
+    def load_batch(self, indices: Sequence[int], *,
+                   executor: concurrent.futures.Executor | None = None) -> dict:
+        """Stacked uint8 images and labels for ``indices``, decoded on ``executor``'s threads."""
+        indices = [int(i) for i in indices]
+        jobs = [(key, i) for key in self.image_keys for i in indices]
+        if executor is None:
+            imgs = [self.load_image(key, i) for key, i in jobs]
+        else:
+            imgs = list(executor.map(lambda job: self.load_image(*job), jobs))
+        out, n = {}, len(indices)
+        for k, key in enumerate(self.image_keys):
+            out[key] = np.stack(imgs[k * n:(k + 1) * n])
+        out[self.label_key] = self.labels[indices]
+        return out
+
+    def verify(self, *, num_threads: int = 8) -> None:
+        """Decodes every image once (raises on the first corrupt or wrong-size one)."""
+        jobs = [(key, i) for i in range(len(self)) for key in self.image_keys]
+        with concurrent.futures.ThreadPoolExecutor(num_threads) as ex:
+            for _ in ex.map(lambda job: self.load_image(*job), jobs):
+                pass
+
+
+def _read(kind: str, root, datasets: Iterable[str] | None, load_size: int, resample: str,
+          image_keys: tuple[str, ...], label_key: str, known: tuple[str, ...],
+          verify_images: bool, num_threads: int) -> BappsSource:
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"BAPPS {kind} folder not found: {root} (expected the folder "
+                                f"holding train/ and val/, e.g. dataset/{kind})")
+    if not isinstance(load_size, (int, np.integer)) or load_size < 1:
+        raise ValueError(f"load_size must be a positive int; got {load_size!r}")
+    if resample not in _RESAMPLE:
+        raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}; got {resample!r}")
+    if datasets is None:
+        datasets = [d for d in known if os.path.isdir(os.path.join(root, d))]
+        if not datasets:
+            raise FileNotFoundError(f"no BAPPS {kind} sets under {root} (looked for "
+                                    f"{', '.join(known)})")
+    elif isinstance(datasets, str):
+        datasets = [datasets]
+    datasets = list(dict.fromkeys(d.strip("/") for d in datasets))
+
+    paths = {key: [] for key in image_keys}
+    label_paths: list[str] = []
+    sets, set_shapes = [], {}
+    for name in datasets:
+        base = os.path.join(root, name)
+        if not os.path.isdir(base):
+            present = [d for d in known if os.path.isdir(os.path.join(root, d))]
+            raise FileNotFoundError(f"BAPPS set folder not found: {base} (sets present under "
+                                    f"{root}: {present or 'none'})")
+        listing = {}
+        for sub in image_keys + (label_key,):
+            d = os.path.join(base, sub)
+            if not os.path.isdir(d):
+                raise FileNotFoundError(f"missing subfolder {d} (a BAPPS {kind} set holds "
+                                        f"{', '.join(image_keys + (label_key,))})")
+            listing[sub] = _list_files(d, (".npy",) if sub == label_key else _IMG_EXT)
+        counts = {sub: len(v) for sub, v in listing.items()}
+        if len(set(counts.values())) != 1:
+            detail = ", ".join(f"{sub}/ {c}" for sub, c in counts.items())
+            raise ValueError(f"count mismatch in {base}: {detail} files")
+        if counts[label_key] == 0:
+            raise ValueError(f"{base} holds no images (expected "
+                             f"{', '.join(image_keys)} images and {label_key}/*.npy)")
+        # Files pair by sorted order upstream; insist their names agree so a stray or missing
+        # file cannot silently shift every later pairing.
+        stems = {sub: [os.path.splitext(os.path.relpath(p, os.path.join(base, sub)))[0]
+                       for p in v] for sub, v in listing.items()}
+        first = image_keys[0]
+        for sub in listing:
+            for a, b, pa, pb in zip(stems[first], stems[sub], listing[first], listing[sub]):
+                if a != b:
+                    raise ValueError(f"file names do not pair up in {base}: {pa} is matched "
+                                     f"with {pb} (sorted order); rename or remove the odd file")
+        start = len(label_paths)
+        for key in image_keys:
+            paths[key].extend(listing[key])
+        label_paths.extend(listing[label_key])
+        sets.append(SetSpan(name, base, start, len(label_paths)))
+        # The set's image size after resizing, from its first image (header only).
+        probe = listing[image_keys[0]][0]
+        try:
+            with Image.open(probe) as im:
+                w, h = im.size
+        except Exception as err:  # noqa: BLE001
+            raise ValueError(f"cannot read image {probe}: {err}") from err
+        set_shapes[name] = _resized_shape(h, w, load_size)
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as ex:
+        labels = np.array(list(ex.map(_load_label, label_paths)), dtype=np.float32)
+    source = BappsSource(kind=kind, root=root, image_keys=image_keys, label_key=label_key,
+                         paths=paths, label_paths=label_paths, labels=labels, sets=sets,
+                         load_size=int(load_size), resample=resample, set_shapes=set_shapes)
+    if verify_images:
+        source.verify(num_threads=num_threads)
+    return source
+
+
+def read_2afc(root, datasets: Iterable[str] | None = None, load_size: int = 64, *,
+              resample: str = "bicubic", verify_images: bool = False,
+              num_threads: int = 8) -> BappsSource:
+    """Reads BAPPS 2AFC sets from an extracted folder.
+
+    Args:
+      root: the folder holding ``train/`` and ``val/`` (BAPPS ``dataset/2afc``).
+      datasets: sets such as ``["val/traditional", "val/cnn"]``; ``None`` = every BAPPS 2AFC set
+        present under ``root``.
+      load_size: the shorter image side after resizing (upstream default 64).
+      resample: ``"bicubic"`` (upstream 2AFC) or ``"bilinear"``.
+      verify_images: decode every image now (slower) instead of on access.
+      num_threads: threads for reading judges (and verifying).
+
+    Returns:
+      A :class:`BappsSource` whose records hold ``ref``, ``p0``, ``p1`` (uint8 (H, W, 3)),
+      ``judge`` (float32, fraction of people preferring p1), ``path`` and ``set``.
+
+    Raises:
+      FileNotFoundError / ValueError naming the path: missing set or subfolder, count mismatch
+      between ref/p0/p1/judge, unpaired file names, unreadable or out-of-range judge; corrupt or
+      wrong-size images when decoded (or here with ``verify_images``).
+    """
+    return _read("2afc", root, datasets, load_size, resample, ("ref", "p0", "p1"), "judge",
+                 BAPPS_2AFC_SETS, verify_images, num_threads)
+
+
+def read_jnd(root, datasets: Iterable[str] | None = None, load_size: int = 64, *,
+             resample: str = "bilinear", verify_images: bool = False,
+             num_threads: int = 8) -> BappsSource:
+    """Reads BAPPS JND sets (``p0``, ``p1``, ``same``); see :func:`read_2afc`.
+
+    ``root`` holds ``val/`` (BAPPS ``dataset/jnd``); records hold ``p0``, ``p1`` and ``same``
+    (float32, fraction of people who judged the pair identical). Upstream resizes JND images with
+    ``transforms.Scale`` (bilinear), hence the default ``resample``.
+    """
+    return _read("jnd", root, datasets, load_size, resample, ("p0", "p1"), "same",
+                 BAPPS_JND_SETS, verify_images, num_threads)
