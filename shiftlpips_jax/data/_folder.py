@@ -161,6 +161,11 @@ class BappsSource:
                 return s
         raise KeyError(f"set {name!r} not in this source (sets: {[s.name for s in self.sets]})")
 
+    def image_shape(self, name: str) -> tuple[int, int]:
+        """(H, W) of set ``name``'s images after resizing."""
+        self.span(name)
+        return self._set_shapes[name]
+
     def load_image(self, key: str, index: int) -> np.ndarray:
         """Decodes one image (RGB, resized); errors name the path."""
         path = self.paths[key][index]

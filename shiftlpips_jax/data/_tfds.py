@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import io
 import os
+import shutil
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -54,6 +56,13 @@ def _config(load_size: int, sets: Iterable[str] | None) -> BappsConfig:
     if isinstance(sets, str):
         sets = [sets]
     sets = None if sets is None else tuple(dict.fromkeys(s.strip("/") for s in sets))
+    return _make_config(int(load_size), sets)
+
+
+# One instance per configuration: TFDS compares a requested config with BUILDER_CONFIGS by
+# identity, so "64px" must be the very object listed there.
+@functools.lru_cache(maxsize=None)
+def _make_config(load_size: int, sets: tuple[str, ...] | None) -> BappsConfig:
     name = f"{int(load_size)}px"
     if sets:
         name += "-" + "+".join(split_name(s) for s in sets)
@@ -188,8 +197,18 @@ def _prepare(builder, manual_dir, num_threads):
         raise FileNotFoundError(f"BAPPS manual directory not found: {manual_dir}\n"
                                 + _INSTRUCTIONS)
     builder._num_threads = num_threads  # pylint: disable=protected-access
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    # TFDS writes the data into a temporary folder that it renames only on success, but it also
+    # leaves bookkeeping (`<name>/.config`, `downloads/`) behind; remove what this call created.
+    data_dir = os.fspath(builder.data_dir_root)
+    created = [p for p in (os.path.join(data_dir, builder.name), os.path.join(data_dir,
+               "downloads"), data_dir) if not os.path.exists(p)]
+    try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    except BaseException:
+        for path in created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
     return builder
 
 

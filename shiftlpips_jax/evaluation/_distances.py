@@ -1,0 +1,128 @@
+"""Distances the evaluation runs, split into "features of one image" and "compare two".
+
+The split lets the runner compute a reference's features once per triplet and reuse them for p0,
+p1 and every crop-shift. A learned metric's features are its unit-normalised taps; a baseline's
+are the image in its colour space. Both halves are pure JAX functions of ``(params, ...)`` on
+(N, H, W, 3) float32 images in [-1, 1], so the runner jits whole batches.
+
+Example::
+
+    dist = get_distance("alex")                       # ST-LPIPS alex
+    dist = get_distance("ssim", colorspace="RGB")     # DSSIM baseline
+    f = dist.features(dist.params, x); d = dist.compare(dist.params, f, dist.features(dist.params, y))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+
+from shiftlpips_jax._src.lpips import LPIPS
+from shiftlpips_jax._src.metric import Metric, load
+from shiftlpips_jax.evaluation import _baselines as bl
+
+__all__ = ["Distance", "get_distance", "learned_distance", "l2_distance", "ssim_distance",
+           "COLORSPACES"]
+
+COLORSPACES = ("Lab", "RGB")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Distance:
+    """A distance as two pure functions plus their parameters.
+
+    Attributes:
+      name: human-readable ("ST-LPIPS alex", "L2 (Lab)").
+      key: short id for files ("alex/shift_tolerant", "l2/Lab").
+      features: ``features(params, x) -> pytree`` for x (N, H, W, 3) in [-1, 1].
+      compare: ``compare(params, fx, fy) -> (N,)`` for feature pytrees of equal batch size.
+      params: passed to both (the metric's variables; ``None`` for baselines).
+      min_size: smallest H, W accepted.
+    """
+    name: str
+    key: str
+    features: Callable[[Any, jax.Array], Any]
+    compare: Callable[[Any, Any, Any], jax.Array]
+    params: Any = None
+    min_size: int = 1
+
+    def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        """Distance (N,) between [-1, 1] image batches (unjitted convenience)."""
+        return self.compare(self.params, self.features(self.params, x),
+                            self.features(self.params, y))
+
+
+def learned_distance(metric: Metric) -> Distance:
+    """Wraps a loaded :class:`Metric` (ST-LPIPS / LPIPS / a trained checkpoint)."""
+    module = metric.module
+
+    def features(params, x):
+        return module.apply(params, x, method=LPIPS.features)
+
+    def compare(params, fx, fy):
+        return module.apply(params, fx, fy, method=LPIPS.compare_features)
+
+    label = {"shift_tolerant": "ST-LPIPS", "lpips": "LPIPS v0.1"}.get(metric.variant,
+                                                                       metric.variant)
+    return Distance(name=f"{label} {metric.net}", key=f"{metric.net}/{metric.variant}",
+                    features=features, compare=compare, params=metric.params,
+                    min_size=metric.min_size)
+
+
+def _check_colorspace(colorspace: str) -> str:
+    for c in COLORSPACES:
+        if colorspace.lower() == c.lower():
+            return c
+    raise ValueError(f"unknown colorspace {colorspace!r}; expected one of {COLORSPACES}")
+
+
+def l2_distance(colorspace: str = "Lab") -> Distance:
+    """Upstream's L2 baseline (Lab by default, as upstream ``test_dataset_model.py``)."""
+    return _l2(_check_colorspace(colorspace))
+
+
+# Distances are cached so repeated evaluations in one process reuse their compiled programs.
+@functools.lru_cache(maxsize=None)
+def _l2(cs: str) -> Distance:
+    if cs == "RGB":
+        return Distance(name="L2 (RGB)", key="l2/RGB", features=lambda p, x: x,
+                        compare=lambda p, a, b: bl.l2_rgb(a, b))
+    return Distance(name="L2 (Lab)", key="l2/Lab",
+                    features=lambda p, x: bl.rgb_to_lab(bl.to_uint8_values(x) / 255.0),
+                    compare=lambda p, a, b: bl.l2_lab(a, b))
+
+
+def ssim_distance(colorspace: str = "Lab") -> Distance:
+    """Upstream's DSSIM baseline ``(1 - SSIM) / 2`` (Lab by default)."""
+    return _ssim(_check_colorspace(colorspace))
+
+
+@functools.lru_cache(maxsize=None)
+def _ssim(cs: str) -> Distance:
+    if cs == "RGB":
+        return Distance(name="DSSIM (RGB)", key="ssim/RGB", min_size=7,
+                        features=lambda p, x: bl.to_uint8_values(x),
+                        compare=lambda p, a, b: bl.dssim(a, b, data_range=255.0))
+    return Distance(name="DSSIM (Lab)", key="ssim/Lab", min_size=7,
+                    features=lambda p, x: bl.rgb_to_lab(bl.to_uint8_values(x) / 255.0),
+                    compare=lambda p, a, b: bl.dssim(a, b, data_range=100.0))
+
+
+def get_distance(net: str = "alex", variant: str = "shift_tolerant", *,
+                 colorspace: str = "Lab", checkpoint: str | None = None) -> Distance:
+    """``alex`` / ``vgg`` (pretrained ``variant``), ``l2`` / ``ssim`` baselines, or a checkpoint."""
+    if checkpoint is not None:
+        return learned_distance(load(checkpoint=checkpoint))
+    if net.lower() == "l2":
+        return l2_distance(colorspace)
+    if net.lower() in ("ssim", "dssim"):
+        return ssim_distance(colorspace)
+    return _pretrained(net, variant)
+
+
+@functools.lru_cache(maxsize=8)
+def _pretrained(net: str, variant: str) -> Distance:
+    return learned_distance(load(net, variant))
