@@ -190,7 +190,7 @@ def make_jnd(root, sets: Mapping[str, int], *, size=64, seed: int = 0,
             os.makedirs(os.path.join(base, sub), exist_ok=True)
         for i in range(n):
             p0 = photo_patch(rng, hw)
-            strength = float(rng.uniform(0.0, 1.0))
+            strength = float(rng.uniform(0.0, 1.0)) ** 2  # many near-invisible distortions
             p1 = distort(p0, rng, strength=max(strength, 0.02), kinds=1)
             same = float(same_fn(p0, p1, strength, rng))
             stem = f"{i:06d}"
