@@ -458,8 +458,9 @@ class ResNet18(nn.Module):
 
     def torch_entries(self, layout: str) -> list[TorchEntry]:
         if layout == "stlpips":
-            names = {"conv1": "slice1.0.", "bn1": "slice1.1.", "pool": "slice2.0.",
-                     1: "slice2.1.", 2: "slice3.0.", 3: "slice4.0.", 4: "slice5.0."}
+            # resnet18net slices keep the index of each stage in its 8-layer sequence.
+            names = {"conv1": "slice1.0.", "bn1": "slice1.1.", "pool": "slice2.3.",
+                     1: "slice2.4.", 2: "slice3.5.", 3: "slice4.6.", 4: "slice5.7."}
         elif layout == "torchvision":
             names = {"conv1": "conv1.", "bn1": "bn1.", "pool": "maxpool.",
                      1: "layer1.", 2: "layer2.", 3: "layer3.", 4: "layer4."}

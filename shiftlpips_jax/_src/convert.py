@@ -76,9 +76,9 @@ def _as_array(value, name: str, source: str) -> np.ndarray:
 
 def _resnet_aliases(prefix: str) -> list[tuple[str, str]]:
     """stlpips' resnet18net registers each layer under several names; alias -> canonical."""
-    canon = {"conv1.": "slice1.0.", "bn1.": "slice1.1.", "maxpool.": "slice2.0.",
-             "layer1.": "slice2.1.", "layer2.": "slice3.0.", "layer3.": "slice4.0.",
-             "layer4.": "slice5.0."}
+    canon = {"conv1.": "slice1.0.", "bn1.": "slice1.1.", "maxpool.": "slice2.3.",
+             "layer1.": "slice2.4.", "layer2.": "slice3.5.", "layer3.": "slice4.6.",
+             "layer4.": "slice5.7."}
     out = []
     for inner in ("", "net."):
         for alias, target in canon.items():
@@ -197,6 +197,14 @@ def variables_from_stlpips(state: Mapping[str, Any], model, *, source: str = "st
     params = {"net": variables.get("params", {})}
     if model.lpips:
         params.update(heads_from_torch(state, model.net.channels, source=source, consumed=used))
+        # torch's LPIPS also registers each head in the ``lins`` ModuleList: a second name for
+        # the same tensor in a freshly saved state dict. Accept it only when it is identical.
+        for name in state:
+            if name.startswith("lins.") and name not in used:
+                canonical = "lin" + name[len("lins."):]
+                if canonical in used and np.array_equal(np.asarray(state[name]),
+                                                        np.asarray(state[canonical])):
+                    used.add(name)
     for name, want in (("scaling_layer.shift", SHIFT), ("scaling_layer.scale", SCALE)):
         if name in state:
             have = _as_array(state[name], name, source).reshape(-1)
