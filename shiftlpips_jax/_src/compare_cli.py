@@ -122,8 +122,9 @@ def compare_all_pairs(directory: str, metric: Metric, *,
     return [(a, b, d) for (a, b), (d, _) in zip(combos, results)]
 
 
-def run_example(out=sys.stdout) -> dict[str, tuple[float, float]]:
+def run_example(out=None) -> dict[str, tuple[float, float]]:
     """The quickstart job: the bundled example triplet under every pretrained model."""
+    out = out or sys.stdout
     ref = images.load_rgb(images.example_path("ex_ref"))
     p0 = images.load_rgb(images.example_path("ex_p0"))
     p1 = images.load_rgb(images.example_path("ex_p1"))

@@ -1,0 +1,107 @@
+"""shiftlpips compare / pairs / example: the numbers equal the Python API; errors are clear."""
+
+import csv
+import io
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shiftlpips_jax import cli
+from shiftlpips_jax._src.images import example_path
+
+
+def _run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compare_two_files(capsys, alex, example):
+    code, out, _ = _run(capsys, "compare", example_path("ex_ref"), example_path("ex_p0"))
+    assert code == 0
+    assert abs(float(out) - float(alex(example[0], example[1]))) < 1e-6
+
+
+def test_compare_other_model_and_heat_map(capsys, tmp_path, metrics, example):
+    heat = tmp_path / "sub" / "map.png"
+    code, out, _ = _run(capsys, "compare", example_path("ex_ref"), example_path("ex_p1"),
+                        "--net", "vgg", "--variant", "lpips", "--spatial-map", str(heat))
+    assert code == 0
+    assert abs(float(out) - float(metrics[("vgg", "lpips")](example[0], example[2]))) < 1e-6
+    img = np.asarray(Image.open(heat))
+    assert img.shape == (64, 64, 3) and img.std() > 0
+
+
+def _folders(tmp_path, example):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for name in ("ex_ref", "ex_p0", "ex_p1"):
+        shutil.copy(example_path(name), a / f"{name}.png")
+    shutil.copy(example_path("ex_p0"), b / "ex_ref.png")
+    shutil.copy(example_path("ex_p1"), b / "ex_p0.png")
+    shutil.copy(example_path("ex_ref"), b / "only_in_b.png")
+    return a, b
+
+
+def test_compare_folders_writes_csv(capsys, tmp_path, alex, example):
+    a, b = _folders(tmp_path, example)
+    out_csv = tmp_path / "out.csv"
+    code, _, err = _run(capsys, "compare", str(a), str(b), "--out", str(out_csv))
+    assert code == 0
+    assert "ex_p1.png has no same-named image" in err and "only_in_b.png" in err
+    rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
+    assert [r["name"] for r in rows] == ["ex_p0.png", "ex_ref.png"]
+    want = alex(np.stack([example[1], example[0]]), np.stack([example[2], example[1]]))
+    np.testing.assert_allclose([float(r["distance"]) for r in rows], want, rtol=1e-6)
+    maps = tmp_path / "maps"
+    code, out, _ = _run(capsys, "compare", str(a), str(b), "--spatial-map", str(maps))
+    assert code == 0 and out.startswith("name,distance")
+    assert sorted(os.listdir(maps)) == ["ex_p0.png", "ex_ref.png"]
+
+
+def test_pairs(capsys, tmp_path, alex, example):
+    a, _ = _folders(tmp_path, example)
+    code, out, _ = _run(capsys, "pairs", str(a))
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["a"], r["b"]) for r in rows] == [("ex_p0.png", "ex_p1.png"),
+                                                ("ex_p0.png", "ex_ref.png"),
+                                                ("ex_p1.png", "ex_ref.png")]
+    np.testing.assert_allclose(float(rows[1]["distance"]), alex(example[1], example[0]), rtol=1e-6)
+
+
+def test_size_mismatch_error_and_resize(capsys, tmp_path, alex, example):
+    big = tmp_path / "big.png"
+    Image.fromarray(example[1]).resize((80, 72), Image.BICUBIC).save(big)
+    code, _, err = _run(capsys, "compare", example_path("ex_ref"), str(big))
+    assert code == 2
+    assert "images differ in size" in err and "64x64" in err and "72x80" in err and "--resize" in err
+    code, out, _ = _run(capsys, "compare", example_path("ex_ref"), str(big), "--resize")
+    assert code == 0
+    resized = np.asarray(Image.open(big).resize((64, 64), Image.BICUBIC))
+    assert abs(float(out) - float(alex(example[0], resized))) < 1e-6
+
+
+def test_bad_files_and_mixed_arguments(capsys, tmp_path):
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not an image")
+    code, _, err = _run(capsys, "compare", example_path("ex_ref"), str(junk))
+    assert code == 2 and "cannot read image" in err and "junk.png" in err
+    code, _, err = _run(capsys, "compare", example_path("ex_ref"), str(tmp_path))
+    assert code == 2 and "two image files or two directories" in err
+    code, _, err = _run(capsys, "compare", example_path("ex_ref"), example_path("ex_p0"),
+                        "--variant", "antialiased")
+    assert code == 2 and "unknown variant 'antialiased'" in err
+
+
+def test_example_prints_all_models(capsys):
+    code, out, _ = _run(capsys, "example")
+    assert code == 0
+    for label, d0 in [("ST-LPIPS alex", "0.777756"), ("ST-LPIPS vgg", "0.651697"),
+                      ("LPIPS v0.1 alex", "0.721881"), ("LPIPS v0.1 vgg", "0.568613")]:
+        line = next(l for l in out.splitlines() if l.startswith(label))
+        assert d0 in line, line
