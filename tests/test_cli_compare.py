@@ -101,7 +101,10 @@ def test_bad_files_and_mixed_arguments(capsys, tmp_path):
 def test_example_prints_all_models(capsys):
     code, out, _ = _run(capsys, "example")
     assert code == 0
-    for label, d0 in [("ST-LPIPS alex", "0.777756"), ("ST-LPIPS vgg", "0.651697"),
-                      ("LPIPS v0.1 alex", "0.721881"), ("LPIPS v0.1 vgg", "0.568613")]:
-        line = next(l for l in out.splitlines() if l.startswith(label))
-        assert d0 in line, line
+    for label, d0, d1 in [("ST-LPIPS alex", 0.7777555585, 0.1320216507),
+                          ("ST-LPIPS vgg", 0.6516970396, 0.1361120045),
+                          ("LPIPS v0.1 alex", 0.7218806744, 0.1375655383),
+                          ("LPIPS v0.1 vgg", 0.5686128139, 0.4216642678)]:
+        line = next(row for row in out.splitlines() if row.startswith(label))
+        got = [float(v) for v in line[len(label):].split()]
+        np.testing.assert_allclose(got, [d0, d1], atol=1e-6, err_msg=line)
