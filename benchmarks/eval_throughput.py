@@ -1,7 +1,7 @@
 """Evaluation throughput: triplets/s of ``evaluate_2afc`` on a generated BAPPS-shaped folder.
 
 Writes ``--triplets`` 64x64 triplets (real photos, real distortions; tests/bapps_fixture.py) to a
-temporary folder, measures image decoding alone (the thread pool the runner uses), then the full
+temporary folder, measures image decoding alone (the runner's thread or process pool), then the full
 evaluation (2AFC + crop-shift rank flips at 1, 2, 3 px, compile excluded) for each ``--nets``
 entry, and projects the time for the full BAPPS 2AFC val split (36,344 triplets).
 
@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import sys
 import tempfile
@@ -30,15 +29,21 @@ from shiftlpips_jax import evaluation as ev  # noqa: E402
 BAPPS_VAL_TRIPLETS = 36_344
 
 
-def decode_rate(source, num_threads: int, batch_size: int) -> float:
-    """Triplets/s of decoding alone (3 PNGs each), batched on a thread pool as the runner does."""
+def decode_rate(source, num_threads: int, workers: int, batch_size: int) -> float:
+    """Triplets/s of decoding alone, on the runner's prefetcher (threads or processes); the
+    clock starts once ``max(1, workers)`` batches are in, so process start-up is not counted."""
     chunks = [list(range(i, min(i + batch_size, len(source))))
               for i in range(0, len(source), batch_size)]
-    t = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(num_threads) as ex:
-        for _ in ex.map(source.load_batch, chunks):
-            pass
-    return len(source) / (time.perf_counter() - t)
+    timer = ev._runner._Timer()  # pylint: disable=protected-access
+    prefetch = ev._runner._Prefetcher(source, chunks, num_threads=num_threads,  # pylint: disable=protected-access
+                                      workers=workers, timer=timer)
+    count, start, skip = 0, None, max(1, workers)
+    for k, (chunk, _) in enumerate(prefetch):
+        if k + 1 == skip:
+            start = time.perf_counter()
+        elif k + 1 > skip:
+            count += len(chunk)
+    return count / (time.perf_counter() - start) if count else float("nan")
 
 
 def main(argv=None) -> int:
@@ -49,6 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--shifts", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode processes (default: automatic; 0 = threads)")
+    p.add_argument("--precision", default="highest", choices=("highest", "default"))
     p.add_argument("--root", default=None, help="use this BAPPS 2afc folder instead")
     args = p.parse_args(argv)
 
@@ -64,16 +72,20 @@ def main(argv=None) -> int:
             print(f"generated {args.triplets} triplets in {time.perf_counter() - t:.1f} s")
         source = data.read_2afc(root, None if args.root else ["val/traditional"])
         threads = args.threads or ev._runner.default_threads()  # pylint: disable=protected-access
-        rate = decode_rate(source, threads, args.batch_size)
-        print(f"decode only ({threads} threads): {rate:.0f} triplets/s")
+        workers = ev._runner._auto_workers(args.workers, len(source))  # pylint: disable=protected-access
+        rate = decode_rate(source, threads, workers, args.batch_size)
+        print("decode only (" + (f"{workers} processes" if workers else f"{threads} threads")
+              + f"): {rate:.0f} triplets/s")
         for spec in args.nets:
             net, _, variant = spec.partition(":")
             dist = ev.get_distance(net, variant or "shift_tolerant")
             res = ev.evaluate_2afc(source, dist, shifts=args.shifts, batch_size=args.batch_size,
-                                   num_threads=threads, progress=False)
+                                   num_threads=threads, workers=args.workers,
+                                   precision=args.precision, progress=False)
             tps = res.triplets_per_second
             wait = 100.0 * res.data_wait_seconds / res.seconds
-            print(f"{dist.name:<18} shifts {args.shifts}: {tps:8.1f} triplets/s "
+            print(f"{dist.name:<18} batch {args.batch_size}, {args.precision} precision, "
+                  f"shifts {args.shifts}: {tps:8.1f} triplets/s "
                   f"(compile {res.compile_seconds:.1f} s, waiting on decode {wait:.0f}%); "
                   f"full BAPPS val ({BAPPS_VAL_TRIPLETS} triplets): "
                   f"{BAPPS_VAL_TRIPLETS / tps / 60:.1f} min")

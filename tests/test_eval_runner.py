@@ -9,6 +9,7 @@ import dataclasses
 import io
 import os
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -60,11 +61,12 @@ def test_2afc_and_rank_flips_equal_numpy_over_the_metrics_own_distances(root, al
     # One API call per image shape over both sets (n triplets concatenated).
     cat = {k: np.concatenate([sets[s][0][k] for s in SETS]) for k in ("ref", "p0", "p1")}
     w = 64 - ev.SHIFT_OFFSET
-    d0 = np.asarray(metric(cat["ref"], cat["p0"]))
-    d1 = np.asarray(metric(cat["ref"], cat["p1"]))
-    crop = {n: (np.asarray(metric(cat["ref"][:, :, :w], cat["p0"][:, :, n:n + w])),
-                np.asarray(metric(cat["ref"][:, :, :w], cat["p1"][:, :, n:n + w])))
-            for n in (0,) + SHIFTS}
+    with jax.default_matmul_precision("highest"):  # the runner's default (matters on GPUs)
+        d0 = np.asarray(metric(cat["ref"], cat["p0"]))
+        d1 = np.asarray(metric(cat["ref"], cat["p1"]))
+        crop = {n: (np.asarray(metric(cat["ref"][:, :, :w], cat["p0"][:, :, n:n + w])),
+                    np.asarray(metric(cat["ref"][:, :, :w], cat["p1"][:, :, n:n + w])))
+                for n in (0,) + SHIFTS}
     js = alex_run.to_json()
     lo = 0
     for res in alex_run.sets:
@@ -134,7 +136,8 @@ def test_jnd_map_equals_numpy_over_the_metrics_own_distances(root):
     js = res.to_json()
     for k, name in enumerate(["val/traditional", "val/cnn"]):
         imgs, same = _read_set(root / "jnd", name, ("p0", "p1"))
-        d = np.asarray(metric(imgs["p0"], imgs["p1"]))
+        with jax.default_matmul_precision("highest"):
+            d = np.asarray(metric(imgs["p0"], imgs["p1"]))
         np.testing.assert_allclose(res.sets[k].d, d, rtol=2e-5, atol=1e-6)
         s = same[np.argsort(d, kind="stable")]
         tp, fp = np.cumsum(s), np.cumsum(1 - s)
@@ -181,3 +184,19 @@ def test_bad_shift_and_too_small_images_are_rejected(root, tmp_path):
     tiny = data.read_2afc(tmp_path / "tiny", ["val/cnn"], load_size=8)
     with pytest.raises(ValueError, match="needs at least 10 pixels"):
         ev.evaluate_2afc(tiny, ev.get_distance("ssim"), shifts=(1,), progress=False)
+
+
+def test_process_pool_decoding_matches_threads_and_reports_bad_files(root, tmp_path):
+    import shutil
+    src = data.read_2afc(root / "2afc", list(SETS))
+    dist = ev.get_distance("l2")
+    threads = ev.evaluate_2afc(src, dist, shifts=(1,), batch_size=2, workers=0, progress=False)
+    procs = ev.evaluate_2afc(src, dist, shifts=(1,), batch_size=2, workers=2, progress=False)
+    assert procs.to_json() == threads.to_json()
+    bad_root = tmp_path / "2afc"
+    shutil.copytree(root / "2afc", bad_root)
+    bad = bad_root / "val" / "cnn" / "ref" / "000002.png"
+    bad.write_bytes(b"broken")
+    with pytest.raises(ValueError, match=str(bad)):
+        ev.evaluate_2afc(data.read_2afc(bad_root, ["val/cnn"]), dist, shifts=(), batch_size=1,
+                         workers=2, progress=False)

@@ -329,3 +329,20 @@ def read_jnd(root, datasets: Iterable[str] | None = None, load_size: int = 64, *
     """
     return _read("jnd", root, datasets, load_size, resample, ("p0", "p1"), "same",
                  BAPPS_JND_SETS, verify_images, num_threads)
+
+
+# Process-pool decoding (used by the evaluation runner): each worker gets the source once.
+_WORKER_SOURCE: BappsSource | None = None
+
+
+def init_worker(source: BappsSource) -> None:
+    """``ProcessPoolExecutor`` initializer: keeps ``source`` for :func:`load_batch_in_worker`."""
+    global _WORKER_SOURCE
+    _WORKER_SOURCE = source
+
+
+def load_batch_in_worker(indices: Sequence[int]) -> dict:
+    """``source.load_batch(indices)`` in a worker set up by :func:`init_worker`."""
+    if _WORKER_SOURCE is None:
+        raise RuntimeError("load_batch_in_worker called in a process without init_worker")
+    return _WORKER_SOURCE.load_batch(indices)

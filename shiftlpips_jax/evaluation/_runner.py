@@ -1,8 +1,10 @@
 """The evaluation runner: BAPPS 2AFC (+ crop-shift rank flips) and JND for any distance.
 
-Images are decoded on a thread pool several batches ahead while the device works on the current
-batch (dispatch is asynchronous; results are fetched one batch late), so loading is not the
-bottleneck. Every batch runs one jitted program; the last batch of a set is padded to the batch
+Images are decoded several batches ahead while the device works on the current batch (dispatch
+is asynchronous; results are fetched one batch late): on a thread pool for small runs, and on a
+pool of spawned processes (one per CPU but one) for runs of 4,000+ triplets, since PNG decoding
+is largely Python-bound and threads top out near one core (on an H200 host: ~1-2k triplets/s
+with 16 threads vs >3k with 15 processes, which keeps the GPU busy). Every batch runs one jitted program; the last batch of a set is padded to the batch
 size so each image shape compiles once.
 
 Per 2AFC triplet the program computes the reference's features once for the full image and once
@@ -34,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from shiftlpips_jax.data import _folder
 from shiftlpips_jax.data._folder import BappsSource
 from shiftlpips_jax.evaluation import _scores as scores
 from shiftlpips_jax.evaluation._distances import Distance
@@ -277,8 +280,12 @@ def _tile(tree, k: int):
 
 
 @functools.lru_cache(maxsize=32)
-def make_2afc_step(dist: Distance, shifts: tuple[int, ...], offset: int = SHIFT_OFFSET):
+def make_2afc_step(dist: Distance, shifts: tuple[int, ...], offset: int = SHIFT_OFFSET,
+                   precision: str = "highest"):
     """Jitted ``step(params, ref, p0, p1)`` on uint8 (B, H, W, 3) batches.
+
+    ``precision`` is the matmul/conv precision traced into the program (``"highest"``: true
+    float32 on GPUs, which otherwise use TF32 and move distances by ~0.1%).
 
     Returns a dict: ``d0``, ``d1`` (B,) and, with shifts, ``d0_shift``, ``d1_shift`` (S, B) for
     n in ``(0, *shifts)``. Reference features: one call on ``ref``, one on its crop.
@@ -286,6 +293,10 @@ def make_2afc_step(dist: Distance, shifts: tuple[int, ...], offset: int = SHIFT_
     ns = (0,) + tuple(shifts) if shifts else ()
 
     def step(params, ref, p0, p1):
+        with jax.default_matmul_precision(precision):
+            return _step(params, ref, p0, p1)
+
+    def _step(params, ref, p0, p1):
         b = ref.shape[0]
         ref, p0, p1 = _to_unit(ref), _to_unit(p0), _to_unit(p1)
         f_ref = dist.features(params, ref)
@@ -305,10 +316,14 @@ def make_2afc_step(dist: Distance, shifts: tuple[int, ...], offset: int = SHIFT_
 
 
 @functools.lru_cache(maxsize=32)
-def make_jnd_step(dist: Distance):
+def make_jnd_step(dist: Distance, precision: str = "highest"):
     """Jitted ``step(params, p0, p1) -> {"d": (B,)}`` on uint8 batches."""
 
     def step(params, p0, p1):
+        with jax.default_matmul_precision(precision):
+            return _step(params, p0, p1)
+
+    def _step(params, p0, p1):
         b = p0.shape[0]
         f = dist.features(params, _to_unit(jnp.concatenate([p0, p1], axis=0)))
         f0 = jax.tree.map(lambda a: a[:b], f)
@@ -335,30 +350,58 @@ class _Timer:
         self.compile = 0.0
 
 
-def _prefetched_batches(source: BappsSource, chunks: list[list[int]], num_threads: int,
-                        timer: _Timer) -> Iterator[tuple[list[int], dict]]:
-    """Decoded batches in order; up to ``2 * num_threads`` batches decode ahead."""
-    depth = max(2, 2 * num_threads)
-    with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as ex:
-        pending: collections.deque = collections.deque()
-        it = iter(chunks)
-        for chunk in it:
-            pending.append((chunk, ex.submit(source.load_batch, chunk)))
-            if len(pending) >= depth:
+class _Prefetcher:
+    """Decodes batches ahead, in order, on threads or (``workers > 0``) spawned processes.
+
+    Decoding a PNG is mostly Python-bound, so threads top out near one core's rate; a process
+    pool scales with the cores (each worker receives the source once, then index lists).
+    Started before compilation so the first batches decode while XLA compiles.
+    """
+
+    def __init__(self, source: BappsSource, chunks: list[list[int]], *, num_threads: int,
+                 workers: int, timer: _Timer):
+        self._timer = timer
+        self._it = iter(chunks)
+        if workers > 0:
+            import multiprocessing
+            self._ex = concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_folder.init_worker, initargs=(source,))
+            self._fn = _folder.load_batch_in_worker
+            depth = 3 * workers
+        else:
+            self._ex = concurrent.futures.ThreadPoolExecutor(max(1, num_threads))
+            self._fn = source.load_batch
+            depth = max(2, 2 * num_threads)
+        self._pending: collections.deque = collections.deque()
+        for chunk in self._it:
+            self._pending.append((chunk, self._ex.submit(self._fn, chunk)))
+            if len(self._pending) >= depth:
                 break
-        while pending:
-            chunk, fut = pending.popleft()
-            t = time.perf_counter()
-            batch = fut.result()
-            timer.wait += time.perf_counter() - t
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, ex.submit(source.load_batch, nxt)))
-            yield chunk, batch
+
+    def __iter__(self) -> Iterator[tuple[list[int], dict]]:
+        try:
+            while self._pending:
+                chunk, fut = self._pending.popleft()
+                t = time.perf_counter()
+                batch = fut.result()
+                self._timer.wait += time.perf_counter() - t
+                nxt = next(self._it, None)
+                if nxt is not None:
+                    self._pending.append((nxt, self._ex.submit(self._fn, nxt)))
+                yield chunk, batch
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for _, fut in self._pending:
+            fut.cancel()
+        self._pending.clear()
+        self._ex.shutdown(wait=True, cancel_futures=True)
 
 
-def _run(source: BappsSource, spans, step, params, keys, batch_size, num_threads, limit,
-         progress: Progress, timer: _Timer):
+def _run(source: BappsSource, spans, step, params, keys, batch_size, num_threads, workers,
+         limit, progress: Progress, timer: _Timer):
     """Runs ``step`` over the spans; returns {set name: (indices, {output: concatenated})}."""
     plan = []
     for span in spans:
@@ -369,15 +412,20 @@ def _run(source: BappsSource, spans, step, params, keys, batch_size, num_threads
         for lo in range(0, len(idx), batch_size):
             chunks.append(idx[lo:lo + batch_size])
             owner.append(k)
-    # Compile (and run once) every distinct image shape before the clock starts.
-    t0 = time.perf_counter()
-    for shape in dict.fromkeys(source.image_shape(span.name) for span, idx in plan if idx):
-        if (step, shape, batch_size) in _WARM:
-            continue
-        dummy = np.zeros((batch_size, *shape, 3), np.uint8)
-        jax.block_until_ready(step(params, *(dummy for _ in keys)))
-        _WARM.add((step, shape, batch_size))
-    timer.compile = time.perf_counter() - t0
+    prefetch = _Prefetcher(source, chunks, num_threads=num_threads, workers=workers, timer=timer)
+    try:
+        # Compile (and run once) every distinct image shape before the clock starts.
+        t0 = time.perf_counter()
+        for shape in dict.fromkeys(source.image_shape(span.name) for span, idx in plan if idx):
+            if (step, shape, batch_size) in _WARM:
+                continue
+            dummy = np.zeros((batch_size, *shape, 3), np.uint8)
+            jax.block_until_ready(step(params, *(dummy for _ in keys)))
+            _WARM.add((step, shape, batch_size))
+        timer.compile = time.perf_counter() - t0
+    except BaseException:
+        prefetch.close()
+        raise
     progress.restart()
     outputs: list[list[dict]] = [[] for _ in plan]
     in_flight = None  # (set k, n valid, device outputs): fetched one batch late
@@ -389,7 +437,7 @@ def _run(source: BappsSource, spans, step, params, keys, batch_size, num_threads
         outputs[k].append(host)
         progress.update(n)
 
-    for j, (chunk, batch) in enumerate(_prefetched_batches(source, chunks, num_threads, timer)):
+    for j, (chunk, batch) in enumerate(prefetch):
         n = len(chunk)
         padded = _pad({key: batch[key] for key in keys}, batch_size)
         dev = step(params, *(padded[key] for key in keys))  # async dispatch
@@ -423,13 +471,33 @@ def _check_common(batch_size: int, limit: int | None, num_threads: int) -> None:
         raise ValueError(f"num_threads must be >= 1; got {num_threads}")
 
 
+PRECISIONS = ("highest", "default")
+AUTO_WORKERS_MIN = 4000  # below this, spawning decode processes costs more than it saves
+
+
+def _check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    return precision
+
+
+def _auto_workers(workers: int | None, total: int) -> int:
+    if workers is not None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0; got {workers}")
+        return workers
+    cpus = os.cpu_count() or 1
+    return min(16, cpus - 1) if cpus >= 4 and total >= AUTO_WORKERS_MIN else 0
+
+
 def default_threads() -> int:
     return max(2, min(16, (os.cpu_count() or 2) * 2))
 
 
 def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] = (1, 2, 3),
                   batch_size: int = 50, limit: int | None = None, num_threads: int | None = None,
-                  progress: bool = True, stream: TextIO | None = None) -> TwoAFCResult:
+                  workers: int | None = None, precision: str = "highest", progress: bool = True,
+                  stream: TextIO | None = None) -> TwoAFCResult:
     """2AFC scores (and crop-shift rank flips) of ``dist`` on every set of ``source``.
 
     Args:
@@ -439,6 +507,9 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
       batch_size: triplets per device batch.
       limit: only the first ``limit`` triplets of each set (a quick look).
       num_threads: image-decoding threads (default: twice the CPU count, at most 16).
+      workers: image-decoding processes instead of threads (default: one per CPU but one, at
+        most 16, for runs of at least 4,000 triplets on machines with 4+ CPUs; 0 = threads).
+      precision: ``"highest"`` (float32 everywhere) or ``"default"`` (TF32 on recent GPUs).
       progress: draw a progress bar with ETA on ``stream`` (default stderr).
 
     Returns:
@@ -458,12 +529,12 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
             raise ValueError(f"{span.name}: images are {h}x{w} after resizing; {dist.name} "
                              f"needs at least {need} pixels" + (" (crop-shifts remove "
                              f"{SHIFT_OFFSET} columns)" if shifts else ""))
-    step = make_2afc_step(dist, shifts)
+    step = make_2afc_step(dist, shifts, SHIFT_OFFSET, _check_precision(precision))
     total = sum(min(len(s), limit) if limit else len(s) for s in source.sets)
     bar = Progress(total, f"2afc {dist.name}", stream=stream, enabled=progress)
     timer = _Timer()
     raw = _run(source, source.sets, step, dist.params, ("ref", "p0", "p1"), batch_size,
-               num_threads, limit, bar, timer)
+               num_threads, _auto_workers(workers, total), limit, bar, timer)
     bar.close()
     sets = []
     for span in source.sets:
@@ -481,7 +552,8 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
 
 
 def evaluate_jnd(source: BappsSource, dist: Distance, *, batch_size: int = 50,
-                 limit: int | None = None, num_threads: int | None = None, progress: bool = True,
+                 limit: int | None = None, num_threads: int | None = None,
+                 workers: int | None = None, precision: str = "highest", progress: bool = True,
                  stream: TextIO | None = None) -> JNDResult:
     """JND mAP of ``dist`` on every set of ``source`` (from :func:`read_jnd`); see
     :func:`evaluate_2afc` for the arguments."""
@@ -493,12 +565,12 @@ def evaluate_jnd(source: BappsSource, dist: Distance, *, batch_size: int = 50,
         if min(h, w) < dist.min_size:
             raise ValueError(f"{span.name}: images are {h}x{w} after resizing; {dist.name} "
                              f"needs at least {dist.min_size} pixels")
-    step = make_jnd_step(dist)
+    step = make_jnd_step(dist, _check_precision(precision))
     total = sum(min(len(s), limit) if limit else len(s) for s in source.sets)
     bar = Progress(total, f"jnd {dist.name}", unit="pairs", stream=stream, enabled=progress)
     timer = _Timer()
     raw = _run(source, source.sets, step, dist.params, ("p0", "p1"), batch_size, num_threads,
-               limit, bar, timer)
+               _auto_workers(workers, total), limit, bar, timer)
     bar.close()
     sets = []
     for span in source.sets:

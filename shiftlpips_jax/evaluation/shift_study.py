@@ -86,11 +86,13 @@ def shift_distances(image: np.ndarray, dist: _distances.Distance, max_shift: int
         raise ValueError(f"image of {h}x{w} is too small for shifts up to {max_shift} with "
                          f"{dist.name} (needs {dist.min_size} pixels after cropping)")
     x = jnp.asarray(image, jnp.float32)[None] / 127.5 - 1.0
-    ref = x[:, :, :width]
     shifted = jnp.concatenate([x[:, :, n:n + width] for n in range(max_shift + 1)])
-    f_ref = dist.features(dist.params, ref)  # once, reused for every shift
-    return np.asarray(dist.compare(dist.params, _tile(f_ref, max_shift + 1),
-                                   dist.features(dist.params, shifted)), np.float64)
+    with jax.default_matmul_precision("highest"):
+        f = dist.features(dist.params, shifted)
+        # The reference crop is the n = 0 crop: reuse its features for every shift.
+        f_ref = jax.tree.map(lambda a: a[:1], f)
+        d = dist.compare(dist.params, _tile(f_ref, max_shift + 1), f)
+    return np.asarray(d, np.float64)
 
 
 @dataclasses.dataclass
