@@ -131,3 +131,19 @@ def test_wrong_size_image_names_the_path(bapps, tmp_path):
 def test_missing_root_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="holding train/ and val/"):
         data.read_2afc(tmp_path / "nope")
+
+
+def test_fixture_judge_rule_and_ties_are_written(tmp_path):
+    def closer_is_less_blurry(ref, p0, p1, rng):
+        e0 = np.abs(ref.astype(int) - p0).mean()
+        e1 = np.abs(ref.astype(int) - p1).mean()
+        return 1.0 if e1 < e0 else 0.0
+
+    make_2afc(tmp_path, {"train/traditional": 6}, seed=4, judge_fn=closer_is_less_blurry, ties=2)
+    src = data.read_2afc(tmp_path, ["train/traditional"])
+    for i in range(6):
+        r = src[i]
+        assert r["judge"] == closer_is_less_blurry(r["ref"], r["p0"], r["p1"], None)
+    np.testing.assert_array_equal(src[5]["p0"], src[5]["p1"])
+    np.testing.assert_array_equal(src[4]["p0"], src[4]["p1"])
+    assert not np.array_equal(src[3]["p0"], src[3]["p1"])
