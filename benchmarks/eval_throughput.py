@@ -30,18 +30,22 @@ BAPPS_VAL_TRIPLETS = 36_344
 
 
 def decode_rate(source, num_threads: int, workers: int, batch_size: int) -> float:
-    """Triplets/s of decoding alone, on the runner's prefetcher (threads or processes); the
-    clock starts once ``max(1, workers)`` batches are in, so process start-up is not counted."""
+    """Triplets/s of decoding alone, on the runner's prefetcher (threads or processes).
+
+    With processes the clock starts once ``workers`` batches are in, so that process start-up
+    (importing JAX in each) is not counted; with threads it starts before the pool does.
+    """
     chunks = [list(range(i, min(i + batch_size, len(source))))
               for i in range(0, len(source), batch_size)]
     timer = ev._runner._Timer()  # pylint: disable=protected-access
+    start = time.perf_counter()
     prefetch = ev._runner._Prefetcher(source, chunks, num_threads=num_threads,  # pylint: disable=protected-access
                                       workers=workers, timer=timer)
-    count, start, skip = 0, None, max(1, workers)
+    count = 0
     for k, (chunk, _) in enumerate(prefetch):
-        if k + 1 == skip:
+        if k + 1 == workers:
             start = time.perf_counter()
-        elif k + 1 > skip:
+        elif k + 1 > workers:
             count += len(chunk)
     return count / (time.perf_counter() - start) if count else float("nan")
 
