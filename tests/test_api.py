@@ -29,7 +29,7 @@ def _kinds(fn):
 def test_load_signature():
     k = _kinds(sl.load)
     assert list(k)[:2] == ["net", "variant"]
-    for opt in ("checkpoint", "weights", "dtype", "cache"):
+    for opt in ("checkpoint", "weights", "dtype", "precision", "cache"):
         assert k[opt] == inspect.Parameter.KEYWORD_ONLY, opt
 
 
