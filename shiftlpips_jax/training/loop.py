@@ -1,0 +1,350 @@
+"""``train_and_evaluate(config, workdir)``: the whole run, resumable, multi-host.
+
+Order of initialisation (STYLE 12): resume from ``WORKDIR/checkpoints`` if a checkpoint exists
+(state, optimiser, data position, rng); else build the model and load ``config.init_from`` (a
+pretrained trunk); else start from scratch with PyTorch-style init. Then, every step: a host-local
+batch from grain -> a global array sharded on ``"data"`` -> the pure train step. Metrics stay on
+device until a log step; log steps write ``WORKDIR/metrics.jsonl`` and a progress line with
+triplets/s and ETA; checkpoint steps save asynchronously; validation steps score 2AFC on the val
+sets. A non-finite loss stops the run (:class:`NonFiniteLossError`) before anything past it is
+saved. At the end the metric is exported to ``WORKDIR/metric`` (``sl.save_metric``), which
+``sl.load(checkpoint=...)`` and ``shiftlpips eval ROOT --checkpoint ...`` read.
+
+Example::
+
+    from train.configs import alex_shift_tolerant
+    result = train_and_evaluate(alex_shift_tolerant.get_config(), "runs/alex_st")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import shiftlpips_jax as sl
+
+from . import checkpointing, init as init_lib, input_pipeline, objective, optim
+from . import state as state_lib
+from . import step as step_lib
+
+__all__ = ["train_and_evaluate", "build_model", "NonFiniteLossError", "MetricsLog",
+           "format_duration"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or the gradient became NaN/inf; the run stopped."""
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class MetricsLog:
+    """Append-only JSONL log (``WORKDIR/metrics.jsonl``), written by process 0 only.
+
+    On resume, entries past the restored step are dropped (they belong to the lost tail of the
+    interrupted run, which is recomputed identically).
+    """
+
+    def __init__(self, workdir: str, *, enabled: bool, resume_step: int = 0):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = enabled
+        if not enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        if os.path.exists(self.path):
+            kept = []
+            with open(self.path) as fh:
+                for line in fh:
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut by a crash
+                    if entry.get("step", 0) <= resume_step:
+                        kept.append(line if line.endswith("\n") else line + "\n")
+            tmp = self.path + ".tmp"
+            with open(tmp, "w") as fh:
+                fh.writelines(kept)
+            os.replace(tmp, self.path)
+
+    def write(self, entry: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def build_model(config) -> sl.LPIPS:
+    """The LPIPS module of ``config`` (net, variant, ablation knobs, dtype, dropout)."""
+    knobs = dict(config.get("knobs", {}) or {})
+    dtype = jnp.dtype(config.get("dtype", "float32"))
+    backbone = sl.make_backbone(config.net, config.variant, dtype=dtype, **knobs)
+    return sl.LPIPS(net=backbone, use_dropout=bool(config.dropout))
+
+
+def _validate(config, per_host: int):
+    n_dev, n_proc = jax.device_count(), jax.process_count()
+    if config.batch_size % n_dev:
+        raise ValueError(f"batch_size {config.batch_size} must divide evenly over the "
+                         f"{n_dev} devices of the mesh")
+    if config.eval_batch_size % n_dev:
+        raise ValueError(f"eval_batch_size {config.eval_batch_size} must divide over {n_dev} "
+                         "devices")
+    if per_host * n_proc != config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} must divide over {n_proc} processes")
+    if not config.train_trunk and not config.init_from:
+        raise ValueError("train_trunk=False freezes the trunk: give a pretrained one with "
+                         "init_from=<metric dir> or init_from='registry:alex'")
+    if config.clamp not in optim.CLAMP_RULES:
+        raise ValueError(f"clamp must be one of {optim.CLAMP_RULES}, got {config.clamp!r}")
+
+
+def _fresh_state(config, model, rank_model, key):
+    """Initial variables: PyTorch-style random init, then ``init_from``'s trunk if given."""
+    k_metric, k_rank = jax.random.split(jax.random.fold_in(key, 0x1417))
+    variables = init_lib.init_metric_variables(model, config.net, k_metric,
+                                               image_size=config.image_size)
+    if config.init_from:
+        trunk = init_lib.load_trunk(config.init_from)
+        variables = init_lib.merge_trunk(variables, trunk, source=config.init_from)
+    rank_params = rank_model.init(k_rank, jnp.zeros((1,)), jnp.zeros((1,)))["params"]
+    params = {"metric": variables["params"], "rank": rank_params}
+    return params, variables.get("batch_stats", {})
+
+
+def _log(primary: bool, msg: str) -> None:
+    if primary:
+        print(msg, flush=True)
+
+
+def _meta(config, num_train: int) -> dict:
+    return {"global_batch": int(config.batch_size), "num_train": int(num_train),
+            "net": config.net, "variant": config.variant, "train_trunk": bool(config.train_trunk),
+            "process_count": jax.process_count()}
+
+
+def evaluate(eval_step, mesh, variables, val_sources: dict, *, per_host_batch: int,
+             shard_by_process: bool) -> dict[str, float]:
+    """2AFC score per validation set (upstream ``score_2afc_dataset``) and their mean."""
+    scores = {}
+    for name, source in val_sources.items():
+        total = count = 0.0
+        pending = []
+        for batch in input_pipeline.val_batches(source, per_host_batch=per_host_batch,
+                                                shard_by_process=shard_by_process):
+            out = eval_step(variables, step_lib.shard_batch(mesh, batch) |
+                            {"mask": _shard(mesh, batch["mask"])})
+            pending.append((out["score_sum"], out["count"]))
+        for s, c in jax.device_get(pending):
+            total += float(s)
+            count += float(c)
+        scores[f"val/2afc/{name}"] = total / max(count, 1.0)
+    if scores:
+        scores["val/2afc/mean"] = float(np.mean(list(scores.values())))
+    return scores
+
+
+def _shard(mesh, x):
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")), x)
+
+
+def _export(config, workdir: str, model, variables, step: int, val: dict, primary: bool):
+    export_dir = config.export_dir or os.path.join(workdir, "metric")
+    extra = {"training": {"step": int(step), "config": json.loads(config.to_json_best_effort())
+                          if hasattr(config, "to_json_best_effort") else {},
+                          "val": val}}
+    host_vars = jax.device_get(variables)
+    if jax.process_count() > 1:
+        # Orbax's checkpointer is collective across processes; every host writes the same
+        # replicated values into its own temporary directory and process 0 publishes the result.
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("shiftlpips_export_begin")
+    if primary:
+        sl.save_metric(export_dir, model, host_vars, net=config.net, variant=config.variant,
+                       extra=extra, overwrite=True)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("shiftlpips_export_end")
+    return export_dir
+
+
+def train_and_evaluate(config, workdir: str, *, train_source=None,
+                       val_sources: dict | None = None) -> dict[str, Any]:
+    """Trains (or resumes) the metric of ``config`` in ``workdir``.
+
+    Args:
+      config: an ``ml_collections.ConfigDict`` as returned by ``train/configs/*.py``.
+      workdir: run directory (checkpoints, ``metrics.jsonl``, exported ``metric/``).
+      train_source, val_sources: random-access 2AFC sources overriding ``config.data`` (tests,
+        synthetic benchmarks); ``val_sources`` maps set names to sources.
+
+    Returns:
+      ``{"state", "step", "val", "export_dir", "history"}`` (``history``: logged train metrics).
+
+    Raises:
+      NonFiniteLossError: the loss or gradient became NaN/inf (last good checkpoint kept).
+      checkpointing.CheckpointError, input_pipeline.DataError, ValueError (bad config).
+    """
+    primary = jax.process_index() == 0
+    n_proc = jax.process_count()
+    per_host = config.batch_size // n_proc
+    _validate(config, per_host)
+    shard_by_process = bool(config.data.shard_by_process)
+    mesh = step_lib.make_mesh()
+
+    if train_source is None:
+        train_source = input_pipeline.open_2afc(config.data, config.data.train_sets)
+    if val_sources is None:
+        val_sources = ({s: input_pipeline.open_2afc(config.data, [s])
+                        for s in config.data.val_sets} if config.val_every else {})
+    num_train = len(train_source) * (1 if shard_by_process else n_proc)
+    epochs = config.nepoch + config.nepoch_decay
+    total_steps = (epochs * num_train) // config.batch_size
+    if total_steps < 1:
+        raise ValueError(f"{num_train} training triplets give no full batch of "
+                         f"{config.batch_size}")
+    stop_at = min(total_steps, config.max_steps) if config.max_steps > 0 else total_steps
+
+    model = build_model(config)
+    rank_model = objective.RankNet()
+    key = jax.random.key(config.seed)
+    params, batch_stats = _fresh_state(config, model, rank_model, key)
+    schedule = optim.make_schedule(base_lr=config.lr, global_batch=config.batch_size,
+                                   num_train=num_train, nepoch=config.nepoch,
+                                   nepoch_decay=config.nepoch_decay)
+    tx = optim.make_optimizer(params, train_trunk=config.train_trunk, schedule=schedule,
+                              b1=config.b1, b2=config.b2)
+    state = step_lib.replicate(mesh, state_lib.TrainState.create(
+        params=params, batch_stats=batch_stats, tx=tx))
+    data_it = input_pipeline.train_iterator(
+        train_source, per_host_batch=per_host, seed=config.seed, shard_by_process=shard_by_process,
+        worker_count=config.data.worker_count, read_threads=config.data.read_threads)
+
+    ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints,
+                                      async_save=config.async_checkpoints)
+    meta_now = _meta(config, num_train)
+    if ckpt.latest_step() is not None:
+        state, saved_key, meta = ckpt.restore(state, data_it)
+        for k in ("global_batch", "num_train", "net", "variant", "train_trunk"):
+            if meta.get(k) != meta_now[k]:
+                raise checkpointing.CheckpointError(
+                    f"{ckpt.directory} holds a run with {k}={meta.get(k)!r}; this config has "
+                    f"{meta_now[k]!r}. Use a new --workdir (or the original settings).")
+        key = step_lib.replicate(mesh, saved_key)
+        _log(primary, f"resumed from step {int(meta['step'])} in {ckpt.directory}")
+    else:
+        key = step_lib.replicate(mesh, key)
+        _log(primary, f"starting {'from ' + config.init_from if config.init_from else 'from scratch'}"
+                      f": {config.net}/{config.variant}, {num_train} triplets, "
+                      f"{total_steps} steps of {config.batch_size} ({epochs} epochs) on "
+                      f"{jax.device_count()} device(s) / {n_proc} process(es)")
+    step = int(jax.device_get(state.step))
+
+    train_step = step_lib.make_train_step(
+        model, rank_model, tx, mesh, clamp=optim.clamp_mask(params, config.clamp),
+        trainable=optim.trainable_labels(params, train_trunk=config.train_trunk),
+        dropout=config.dropout, schedule=schedule)
+    eval_step = step_lib.make_eval_step(model, mesh)
+    log = MetricsLog(workdir, enabled=primary, resume_step=step)
+    history: list[dict] = []
+    val_scores: dict = {}
+    pending: list = []
+    t_start, step_at_start = None, step
+
+    def check_finite():
+        bad = int(jax.device_get(state.bad_step))
+        if bad >= 0:
+            good = ckpt.latest_step()
+            kept = (f"the last good checkpoint is step {good} in {ckpt.directory}"
+                    if good is not None else "no checkpoint was written before it")
+            raise NonFiniteLossError(
+                f"loss or gradient became non-finite (NaN/inf) at step {bad + 1}; stopped "
+                f"(that update was not applied), {kept}. Lower the learning rate "
+                f"(lr={config.lr}) or check the data around that step.")
+
+    def run_validation():
+        nonlocal val_scores
+        variables = state_lib.metric_variables(state)
+        val_scores = evaluate(eval_step, mesh, variables, val_sources,
+                              per_host_batch=config.eval_batch_size // n_proc,
+                              shard_by_process=shard_by_process)
+        if val_scores:
+            log.write({"step": step, **val_scores})
+            _log(primary, f"[step {step}] " + " ".join(f"{k[9:]} {v:.4f}"
+                                                       for k, v in val_scores.items()))
+
+    try:
+        while step < stop_at:
+            try:
+                batch = next(data_it)
+            except StopIteration as err:
+                raise input_pipeline.DataError("the training iterator ended") from err
+            except Exception as err:  # noqa: BLE001 - name the step; the data module names the file
+                raise input_pipeline.DataError(
+                    f"reading the training batch for step {step + 1} failed: "
+                    f"{type(err).__name__}: {err}") from err
+            batch = input_pipeline.check_batch(batch, per_host_batch=per_host, step=step + 1)
+            state, metrics = train_step(state, step_lib.shard_batch(mesh, batch), key)
+            step += 1
+            pending.append(metrics)
+            if t_start is None:  # the first step includes compilation
+                jax.block_until_ready(metrics["loss"])
+                t_start, step_at_start = time.perf_counter(), step
+            if step % config.log_every == 0 or step == stop_at:
+                fetched = jax.device_get(pending)
+                pending = []
+                if not all(bool(m["finite"]) for m in fetched):
+                    check_finite()
+                elapsed = time.perf_counter() - t_start
+                rate = (step - step_at_start) / elapsed if elapsed > 0 else float("nan")
+                entry = {"step": step, "epoch": step * config.batch_size / num_train,
+                         "loss": float(np.mean([m["loss"] for m in fetched])),
+                         "acc": float(np.mean([m["acc"] for m in fetched])),
+                         "lr": float(fetched[-1]["lr"]),
+                         "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])),
+                         "triplets_per_s": rate * config.batch_size,
+                         "eta_s": (stop_at - step) / rate if rate > 0 else None}
+                history.append(entry)
+                log.write(entry)
+                _log(primary, f"[step {step}/{stop_at}] epoch {entry['epoch']:.2f} "
+                              f"loss {entry['loss']:.4f} acc {entry['acc']:.3f} "
+                              f"lr {entry['lr']:.2e} | {entry['triplets_per_s']:.1f} triplets/s"
+                              f" | ETA {format_duration(entry['eta_s'] or float('nan'))}")
+            if step % config.checkpoint_every == 0 or step == stop_at:
+                check_finite()
+                ckpt.save(step, state, key, data_it,
+                          meta={**meta_now, "examples_seen": step * config.batch_size})
+            if config.val_every and val_sources and (step % config.val_every == 0
+                                                     or step == stop_at):
+                run_validation()
+        check_finite()
+        ckpt.wait()
+    finally:
+        try:
+            ckpt.close()
+        except checkpointing.CheckpointError as err:
+            print(f"warning: {err}", file=sys.stderr)
+    if val_sources and not val_scores:
+        run_validation()  # resumed after the last step: score once more
+    export_dir = None
+    if config.export:
+        export_dir = _export(config, workdir, model, state_lib.metric_variables(state), step,
+                             val_scores, primary)
+        _log(primary, f"exported the metric to {export_dir} "
+                      f"(sl.load(checkpoint=...) / shiftlpips eval --checkpoint ...)")
+    return {"state": state, "step": step, "val": val_scores, "export_dir": export_dir,
+            "history": history}
