@@ -83,6 +83,16 @@ def _csv_text(header, rows) -> str:
     return buf.getvalue()
 
 
+def _emit_csv(header, rows, out: str | None) -> None:
+    """Writes CSV rows to ``out`` atomically, or to stdout when ``out`` is None."""
+    text = _csv_text(header, rows)
+    if out:
+        images.write_text_atomic(out, text)
+        print(f"wrote {len(rows)} distances to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
 def compare_dirs(dir_a: str, dir_b: str, metric: Metric, *, resize: bool = False,
                  spatial_map_dir: str | None = None) -> tuple[list[tuple[str, float]], list[str]]:
     """Compares same-named images; returns (rows, names present in only one folder)."""
@@ -168,12 +178,7 @@ def _cmd_compare(args) -> int:
         for name in unmatched:
             print(f"warning: {name} has no same-named image in the other folder; skipped",
                   file=sys.stderr)
-        text = _csv_text(("name", "distance"), [(n, f"{d:.8g}") for n, d in rows])
-        if args.out:
-            images.write_text_atomic(args.out, text)
-            print(f"wrote {len(rows)} distances to {args.out}", file=sys.stderr)
-        else:
-            sys.stdout.write(text)
+        _emit_csv(("name", "distance"), [(n, f"{d:.8g}") for n, d in rows], args.out)
         return 0
     d = compare_images(args.a, args.b, metric, resize=args.resize, spatial_map=args.spatial_map)
     print(f"{d:.6f}")
@@ -183,12 +188,7 @@ def _cmd_compare(args) -> int:
 def _cmd_pairs(args) -> int:
     metric = _metric_from_args(args)
     rows = compare_all_pairs(args.dir, metric, resize=args.resize)
-    text = _csv_text(("a", "b", "distance"), [(a, b, f"{d:.8g}") for a, b, d in rows])
-    if args.out:
-        images.write_text_atomic(args.out, text)
-        print(f"wrote {len(rows)} distances to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    _emit_csv(("a", "b", "distance"), [(a, b, f"{d:.8g}") for a, b, d in rows], args.out)
     return 0
 
 
