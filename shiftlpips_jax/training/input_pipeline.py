@@ -129,7 +129,7 @@ def open_2afc(data_config, sets: Sequence[str]):
 
 
 def train_iterator(source, *, per_host_batch: int, seed: int, shard_by_process: bool = True,
-                   worker_count: int = 0, read_threads: int = 16):
+                   shuffle: bool = True, worker_count: int = 0, read_threads: int = 16):
     """Endless, reshuffled-every-epoch, resumable iterator of host-local training batches.
 
     With ``shard_by_process`` each host reads its own shard of ``source``; otherwise ``source``
@@ -138,7 +138,7 @@ def train_iterator(source, *, per_host_batch: int, seed: int, shard_by_process: 
     from shiftlpips_jax import data
 
     shard = {} if shard_by_process else {"shard_index": 0, "shard_count": 1}
-    return data.make_2afc_loader(source, batch_size=per_host_batch, shuffle=True, seed=seed,
+    return data.make_2afc_loader(source, batch_size=per_host_batch, shuffle=shuffle, seed=seed,
                                  num_epochs=None, drop_remainder=True, worker_count=worker_count,
                                  read_threads=read_threads, **shard)
 

@@ -162,23 +162,41 @@ def _shard(mesh, x):
     return jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")), x)
 
 
+def _save_metric_single_process(export_dir, model, host_vars, kwargs):
+    """Runs ``sl.save_metric`` in a fresh single-process JAX (CPU only)."""
+    import jax as jax_child
+
+    jax_child.config.update("jax_platforms", "cpu")
+    sl.save_metric(export_dir, model, host_vars, overwrite=True, **kwargs)
+
+
 def _export(config, workdir: str, model, variables, step: int, val: dict, primary: bool):
     export_dir = config.export_dir or os.path.join(workdir, "metric")
     extra = {"training": {"step": int(step), "config": json.loads(config.to_json_best_effort())
                           if hasattr(config, "to_json_best_effort") else {},
                           "val": val}}
     host_vars = jax.device_get(variables)
-    if jax.process_count() > 1:
-        # Orbax's checkpointer is collective across processes; every host writes the same
-        # replicated values into its own temporary directory and process 0 publishes the result.
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices("shiftlpips_export_begin")
+    kwargs = dict(net=config.net, variant=config.variant, extra=extra)
+    if jax.process_count() == 1:
+        sl.save_metric(export_dir, model, host_vars, overwrite=True, **kwargs)
+        return export_dir
+    # Multi-host: the parameters are replicated, one writer suffices. Orbax's checkpointer would
+    # synchronise with every process of this JAX cluster, so process 0 writes from a separate
+    # single-process interpreter while the others wait at a barrier.
+    from jax.experimental import multihost_utils
+
     if primary:
-        sl.save_metric(export_dir, model, host_vars, net=config.net, variant=config.variant,
-                       extra=extra, overwrite=True)
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices("shiftlpips_export_end")
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        proc = ctx.Process(target=_save_metric_single_process,
+                           args=(export_dir, model, host_vars, kwargs))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"exporting the metric to {export_dir} failed "
+                               f"(exit code {proc.exitcode}); the checkpoints are intact")
+    multihost_utils.sync_global_devices("shiftlpips_export")
     return export_dir
 
 
@@ -232,7 +250,8 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
         params=params, batch_stats=batch_stats, tx=tx))
     data_it = input_pipeline.train_iterator(
         train_source, per_host_batch=per_host, seed=config.seed, shard_by_process=shard_by_process,
-        worker_count=config.data.worker_count, read_threads=config.data.read_threads)
+        shuffle=config.data.get("shuffle", True), worker_count=config.data.worker_count,
+        read_threads=config.data.read_threads)
 
     ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints,
                                       async_save=config.async_checkpoints)

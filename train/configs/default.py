@@ -47,6 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.worker_count = 0                 # grain worker processes (decode off the main one)
     c.data.read_threads = 16
     c.data.shard_by_process = True          # each host reads its own shard of the records
+    c.data.shuffle = True                   # reshuffle every epoch (upstream serial_batches=False)
     c.data.synthetic = 0                    # > 0: that many synthetic triplets instead (smoke)
     c.data.synthetic_val = 0
     # Bookkeeping.
