@@ -7,8 +7,9 @@ The paper's user study (Ghildyal & Liu, ECCV 2022, project page table "Pixel shi
 ``max_shift``), measures each metric's distance, and plots, on one scale, every metric's
 distance normalised to its value at ``max_shift`` next to the people's "different" rate
 (1 - same) normalised the same way (0 at no shift, 1 at the largest shift), so the shapes of the
-curves can be compared. It also prints (and writes with ``--csv``) the raw numbers, the RMSE of each normalised curve against people's, and the Pearson
-correlation of the raw distances with people's "different" rate.
+curves can be compared. It also prints (and writes with ``--csv``) the raw numbers, the RMSE of
+each normalised curve against people's, and the Pearson correlation of the raw distances with
+people's "different" rate.
 
 Usage::
 
