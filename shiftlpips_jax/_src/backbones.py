@@ -139,8 +139,10 @@ class _PlanNet(nn.Module):
         taps: dict[str, jax.Array] = {}
         for op in self.plan:
             if isinstance(op, Conv):
+                # layers.conv_general_dilated: same conv, fast input gradient when Cin <= 4.
                 x = nn.Conv(op.features, (op.kernel, op.kernel), strides=op.stride,
                             padding=((op.padding, op.padding),) * 2, dtype=self.dtype,
+                            conv_general_dilated=layers.conv_general_dilated,
                             name=op.name)(x)
             elif isinstance(op, ReLU):
                 x = nn.relu(x)
@@ -411,7 +413,8 @@ class ResNet18(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
         x = x.astype(self.dtype)
         x = nn.Conv(64, (7, 7), strides=1 if self.blurpool else 2, padding=((3, 3),) * 2,
-                    use_bias=False, dtype=self.dtype, name="conv1")(x)
+                    use_bias=False, dtype=self.dtype,
+                    conv_general_dilated=layers.conv_general_dilated, name="conv1")(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                          dtype=self.dtype, name="bn1")(x)
         x = nn.relu(x)

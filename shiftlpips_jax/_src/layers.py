@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -25,7 +26,10 @@ __all__ = [
     "binomial_filter2d",
     "blur_pad",
     "blur_pool",
+    "blur_pool_reference",
     "max_pool",
+    "max_pool_reference",
+    "conv_general_dilated",
     "conv_out",
     "pool_out",
     "blur_out",
@@ -54,9 +58,141 @@ def blur_pad(filter_size: int, pad_more: bool) -> tuple[int, int]:
     return (filter_size - 1) // 2, math.ceil((filter_size - 1) / 2)
 
 
+def _reflect_index(r: int, n: int) -> int:
+    """Index ``r`` of a length-``n`` axis after reflection padding (NumPy ``reflect``)."""
+    if n == 1:
+        return 0
+    while r < 0 or r > n - 1:
+        r = -r if r < 0 else 2 * (n - 1) - r
+    return r
+
+
+def _filter_axis(x: jax.Array, taps: tuple[float, ...], stride: int, pad: tuple[int, int],
+                 axis: int) -> jax.Array:
+    """1-D FIR filter along ``axis`` of the reflection-padded ``x``, subsampled by ``stride``.
+
+    The padded array is never built: outputs whose taps all fall inside ``x`` are strided-slice
+    adds of ``x``; the few border outputs read their reflected rows with unit slices and are
+    concatenated on. XLA fuses this into one loop.
+    """
+    n, size = x.shape[axis], len(taps)
+    lo, hi = pad
+    out = (n + lo + hi - size) // stride + 1
+    first = -(-lo // stride)                                  # first output with r >= 0
+    last = min(out - 1, (n - 1 - (size - 1) + lo) // stride)  # last output with r <= n - 1
+    pieces = []
+
+    def border(o):
+        acc = None
+        for k in range(size):
+            r = _reflect_index(o * stride + k - lo, n)
+            term = lax.slice_in_dim(x, r, r + 1, 1, axis) * taps[k]
+            acc = term if acc is None else acc + term
+        return acc
+
+    pieces += [border(o) for o in range(0, min(first, out))]
+    if last >= first:
+        count = last - first + 1
+
+        def tap(k):
+            start = first * stride + k - lo
+            return lax.slice_in_dim(x, start, start + (count - 1) * stride + 1, stride, axis)
+
+        acc = None
+        for k in range((size + 1) // 2):  # symmetric taps: one multiply per pair
+            term = tap(k) if k == size - 1 - k else tap(k) + tap(size - 1 - k)
+            term = term * taps[k]
+            acc = term if acc is None else acc + term
+        pieces.append(acc)
+    pieces += [border(o) for o in range(max(last + 1, first, 0), out)]
+    return pieces[0] if len(pieces) == 1 else lax.concatenate(pieces, axis)
+
+
+def _filter_axis_transpose(g: jax.Array, taps: tuple[float, ...], stride: int,
+                           pad: tuple[int, int], axis: int, n: int) -> jax.Array:
+    """The transpose of :func:`_filter_axis` (cotangent of the output -> of the input, length n).
+
+    Written by hand because JAX's automatic transpose of the forward (full-size interior pads,
+    one per tap and border row) is 5-10x slower on XLA:CPU. Each stride phase of the padded
+    input is a sum of unit-stride shifted slices of ``g``; the phases interleave by a reshape and
+    the reflected border rows fold back onto the rows they were copied from.
+    """
+    lo, hi = pad
+    size, out = len(taps), g.shape[axis]
+    span = max((out - 1) * stride + size, n + lo + hi)
+    rows = -(-span // stride)                       # padded positions per phase
+    reach = -(-size // stride)
+    zero = jnp.zeros((), g.dtype)
+    config = [(0, 0, 0)] * g.ndim
+    config[axis] = (reach, rows, 0)
+    gz = lax.pad(g, zero, config)
+    phases = []
+    for p in range(stride):
+        # padded position rows*? : q = m * stride + p receives taps k = p + j * stride from
+        # output m - j.
+        acc = None
+        for k in range(p, size, stride):
+            j = (k - p) // stride
+            term = lax.slice_in_dim(gz, reach - j, reach - j + rows, 1, axis) * taps[k]
+            acc = term if acc is None else acc + term
+        if acc is None:
+            acc = jnp.zeros(g.shape[:axis] + (rows,) + g.shape[axis + 1:], g.dtype)
+        phases.append(acc)
+    y = phases[0] if stride == 1 else jnp.stack(phases, axis + 1).reshape(
+        g.shape[:axis] + (rows * stride,) + g.shape[axis + 1:])
+    res = lax.slice_in_dim(y, lo, lo + n, 1, axis)
+    for q in list(range(lo)) + list(range(lo + n, lo + n + hi)):
+        r = _reflect_index(q - lo, n)
+        config = [(0, 0, 0)] * g.ndim
+        config[axis] = (r, n - 1 - r, 0)
+        res = res + lax.pad(lax.slice_in_dim(y, q, q + 1, 1, axis), zero, config)
+    return res
+
+
+def _blur_forward(x, taps, stride, pad):
+    dtype = x.dtype
+    y = _filter_axis(x.astype(jnp.promote_types(dtype, jnp.float32)), taps, stride, pad, 1)
+    return _filter_axis(y, taps, stride, pad, 2).astype(dtype)
+
+
+def _blur_transpose(g, taps, stride, pad, in_hw):
+    dtype = g.dtype
+    y = _filter_axis_transpose(g.astype(jnp.promote_types(dtype, jnp.float32)), taps, stride, pad,
+                               2, in_hw[1])
+    return _filter_axis_transpose(y, taps, stride, pad, 1, in_hw[0]).astype(dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _blur(x, taps, stride, pad):
+    return _blur_forward(x, taps, stride, pad)
+
+
+@_blur.defjvp
+def _blur_jvp(taps, stride, pad, primals, tangents):
+    """Blur is linear; its tangent map is written as the transpose of the hand-written transpose.
+
+    Reverse mode transposes the tangent map again, so ``jax.grad`` runs
+    :func:`_blur_transpose` itself (~5x faster than the automatic transpose), while the
+    primal keeps the fast fused forward and forward mode stays available.
+    """
+    (x,), (t,) = primals, tangents
+    y = _blur_forward(x, taps, stride, pad)
+    transpose = jax.linear_transpose(
+        lambda g: _blur_transpose(g, taps, stride, pad, x.shape[1:3]),
+        jax.ShapeDtypeStruct(y.shape, t.dtype))
+    return y, transpose(t)[0]
+
+
 def blur_pool(x: jax.Array, *, filter_size: int = 3, stride: int = 2,
               pad_more: bool = False) -> jax.Array:
     """Reflection-pads, blurs each channel with the binomial filter, subsamples by ``stride``.
+
+    The 2-D binomial filter is separable, so this runs as two 1-D passes (rows, then columns)
+    of strided-slice adds that read the reflected border in place, with a hand-written transpose
+    for gradients; it equals :func:`blur_pool_reference` (the depthwise convolution upstream
+    runs) up to float rounding. A depthwise ``conv_general_dilated`` (``feature_group_count=C``)
+    is ~10x slower forward and backward on XLA:CPU. Low-precision inputs are filtered in float32
+    and cast back.
 
     Args:
       x: (N, H, W, C) features.
@@ -67,13 +203,17 @@ def blur_pool(x: jax.Array, *, filter_size: int = 3, stride: int = 2,
     Returns:
       (N, H', W', C) with H' = (H + pad_total - filter_size) // stride + 1.
     """
+    taps = tuple(float(t) for t in binomial_filter(filter_size))
+    return _blur(x, taps, stride, blur_pad(filter_size, pad_more))
+
+
+def blur_pool_reference(x: jax.Array, *, filter_size: int = 3, stride: int = 2,
+                        pad_more: bool = False) -> jax.Array:
+    """:func:`blur_pool` as upstream computes it: a depthwise conv with the 2-D filter (tests)."""
     lo, hi = blur_pad(filter_size, pad_more)
-    if filter_size == 1:
-        if lo == hi == 0:
-            return x[:, ::stride, ::stride, :]
-        x = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)), mode="reflect")
-        return x[:, ::stride, ::stride, :]
     x = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)), mode="reflect")
+    if filter_size == 1:
+        return x[:, ::stride, ::stride, :]
     channels = x.shape[-1]
     kernel = jnp.asarray(binomial_filter2d(filter_size), dtype=x.dtype)
     kernel = jnp.broadcast_to(kernel[:, :, None, None], (filter_size, filter_size, 1, channels))
@@ -82,19 +222,175 @@ def blur_pool(x: jax.Array, *, filter_size: int = 3, stride: int = 2,
         dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=channels)
 
 
-def max_pool(x: jax.Array, *, window: int, stride: int, padding: int = 0,
-             ceil_mode: bool = False) -> jax.Array:
-    """PyTorch ``MaxPool2d`` semantics on NHWC input (implicit -inf padding, optional ceil mode)."""
-    h, w = x.shape[1], x.shape[2]
+def _pool_pads(h: int, w: int, window: int, stride: int, padding: int,
+               ceil_mode: bool) -> tuple[tuple[int, int], tuple[int, int]]:
     pads = []
     for size in (h, w):
         out = pool_out(size, window, stride, padding, ceil_mode)
         extra = (out - 1) * stride + window - (size + 2 * padding)
         pads.append((padding, padding + max(extra, 0)))
-    # A Python-scalar -inf init makes this lax.reduce_window_max, which JAX can differentiate.
-    return lax.reduce_window(
-        x, -jnp.inf, lax.max, (1, window, window, 1),
-        (1, stride, stride, 1), ((0, 0), pads[0], pads[1], (0, 0)))
+    return pads[0], pads[1]
+
+
+def _reduce_window_max(x, window, stride, pads):
+    # A Python-scalar -inf init makes this lax.reduce_window_max (differentiable by JAX).
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1),
+                             ((0, 0), pads[0], pads[1], (0, 0)))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x, window, stride, pads):
+    return _reduce_window_max(x, window, stride, pads)
+
+
+@_max_pool.defjvp
+def _max_pool_jvp(window, stride, pads, primals, tangents):
+    """Tangent = the input tangent at each window's first maximum (row-major), as PyTorch.
+
+    JAX's own rule for reduce_window_max transposes to ``select_and_scatter_add``, a scalar loop
+    on XLA:CPU (~10x the forward pool). Here the argmax is one int8 map computed with the forward,
+    and the tangent a sum of masked strided slices, whose transpose (the gradient) is a sum of
+    masked interior-padded adds that XLA fuses into one loop.
+    """
+    (x,), (t,) = primals, tangents
+    y = _reduce_window_max(x, window, stride, pads)
+    full = ((0, 0), pads[0], pads[1], (0, 0))
+    xp = jnp.pad(x, full, constant_values=-jnp.inf)
+    tp = jnp.pad(t, full)
+    ho, wo = y.shape[1], y.shape[2]
+
+    def window_slice(a, i, j):
+        return lax.slice(a, (0, i, j, 0),
+                         (a.shape[0], i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1,
+                          a.shape[3]), (1, stride, stride, 1))
+
+    offsets = [(i, j) for i in range(window) for j in range(window)]
+    # First offset (in row-major window order) holding the maximum: PyTorch's and XLA's choice.
+    first = jnp.full(y.shape, len(offsets), jnp.int8)
+    for k in reversed(range(len(offsets))):
+        first = jnp.where(window_slice(xp, *offsets[k]) == y, jnp.int8(k), first)
+    t_out = None
+    for k, (i, j) in enumerate(offsets):
+        term = jnp.where(first == k, window_slice(tp, i, j), jnp.zeros((), t.dtype))
+        t_out = term if t_out is None else t_out + term
+    return y, t_out
+
+
+def max_pool(x: jax.Array, *, window: int, stride: int, padding: int = 0,
+             ceil_mode: bool = False) -> jax.Array:
+    """PyTorch ``MaxPool2d`` semantics on NHWC input (implicit -inf padding, optional ceil mode).
+
+    Differentiable (forward and reverse mode); the gradient goes to each window's first maximum,
+    as PyTorch's and ``jax.grad`` of :func:`max_pool_reference`, computed without
+    ``select_and_scatter`` (see ``_max_pool_jvp``).
+    """
+    pads = _pool_pads(x.shape[1], x.shape[2], window, stride, padding, ceil_mode)
+    if window == 1:
+        return _reduce_window_max(x, window, stride, pads)
+    return _max_pool(x, window, stride, pads)
+
+
+def max_pool_reference(x: jax.Array, *, window: int, stride: int, padding: int = 0,
+                       ceil_mode: bool = False) -> jax.Array:
+    """:func:`max_pool` with JAX's built-in reduce_window_max derivative (for tests)."""
+    pads = _pool_pads(x.shape[1], x.shape[2], window, stride, padding, ceil_mode)
+    return _reduce_window_max(x, window, stride, pads)
+
+
+# Convolution with a fast input gradient for few input channels (the image-facing conv).
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+SMALL_CIN = 4  # input channels up to which conv_general_dilated takes the custom input gradient
+
+
+def _conv_direct(x, w, strides, padding, precision):
+    return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC,
+                                    precision=precision)
+
+
+def _conv_input_transpose(g, w, strides, padding, precision, in_hw):
+    """d/dx <g, conv(x, w)> for NHWC/HWIO ``x``, ``w``: a (1, kw) transposed convolution over W
+    giving kh*Cin channels, then a fold of the kh row offsets (strided adds over H).
+
+    XLA's own input gradient is one convolution with Cin (= 3) output channels, whose
+    im2col-style contraction reads every (kh, kw, Cout) patch for just 3 outputs: 5-6x slower
+    than the forward on XLA:CPU for AlexNet's 11x11 conv1. Here the contraction has kh*Cin (33)
+    outputs and the fold is cheap elementwise work.
+    """
+    kh, kw, cin, cout = w.shape
+    sh, sw = strides
+    (pt, pb), (pl, pr) = padding
+    n, ho, wo, _ = g.shape
+    hp, wp = in_hw[0] + pt + pb, in_hw[1] + pl + pr
+    # (1, kw, Cout, kh*Cin): spatially flipped along W, the kh offsets become output channels.
+    wt = jnp.transpose(w[:, ::-1], (1, 3, 0, 2)).reshape(1, kw, cout, kh * cin)
+    right = wp - ((wo - 1) * sw + kw)  # input columns no output window reaches
+    t = lax.conv_general_dilated(g, wt, (1, 1), ((0, 0), (kw - 1, kw - 1 + right)),
+                                 lhs_dilation=(1, sw), dimension_numbers=_NHWC,
+                                 precision=precision)
+    t = t.reshape(n, ho, wp, kh, cin)
+    zero = jnp.zeros((), g.dtype)
+    acc = None
+    for a in range(kh):
+        rows = (a, hp - a - ((ho - 1) * sh + 1), sh - 1)
+        term = lax.pad(t[:, :, :, a, :], zero, ((0, 0, 0), rows, (0, 0, 0), (0, 0, 0)))
+        acc = term if acc is None else acc + term
+    return acc[:, pt:pt + in_hw[0], pl:pl + in_hw[1], :]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _conv_small_cin(x, w, strides, padding, precision):
+    return _conv_direct(x, w, strides, padding, precision)
+
+
+def _conv_small_cin_jvp(strides, padding, precision, primals, tangents):
+    """Input tangent = transpose of :func:`_conv_input_transpose`, so that ``jax.grad``, which
+    transposes it back, runs the fast input gradient; the kernel tangent is the usual conv.
+    (Symbolic zeros: a kernel tangent is only computed when the kernel is differentiated.)"""
+    x, w = primals
+    tx, tw = tangents
+    y = _conv_direct(x, w, strides, padding, precision)
+    t = None
+    if not isinstance(tx, jax.custom_derivatives.SymbolicZero):
+        transpose = jax.linear_transpose(
+            lambda g: _conv_input_transpose(g, w, strides, padding, precision, x.shape[1:3]),
+            jax.ShapeDtypeStruct(y.shape, tx.dtype))
+        t = transpose(tx)[0]
+    if not isinstance(tw, jax.custom_derivatives.SymbolicZero):
+        tk = _conv_direct(x, tw, strides, padding, precision)
+        t = tk if t is None else t + tk
+    if t is None:
+        t = jnp.zeros(y.shape, y.dtype)
+    return y, t
+
+
+_conv_small_cin.defjvp(_conv_small_cin_jvp, symbolic_zeros=True)
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None):
+    """``lax.conv_general_dilated`` with a fast input gradient for NHWC convs with <= 4 inputs.
+
+    A drop-in for ``nn.Conv(conv_general_dilated=...)``; anything other than a plain NHWC/HWIO
+    convolution with explicit padding and few input channels goes to ``lax`` unchanged.
+    """
+    plain = (
+        lhs.ndim == 4 and rhs.ndim == 4 and rhs.shape[2] == lhs.shape[3] <= SMALL_CIN
+        and not isinstance(padding, str) and feature_group_count == 1 and batch_group_count == 1
+        and all(d == 1 for d in (lhs_dilation or (1, 1)))
+        and all(d == 1 for d in (rhs_dilation or (1, 1)))
+        and preferred_element_type is None
+        and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+        == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
+    if not plain:
+        return lax.conv_general_dilated(
+            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+            precision=precision, preferred_element_type=preferred_element_type)
+    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+    return _conv_small_cin(lhs, rhs, tuple(int(s) for s in window_strides), padding, precision)
 
 
 # Size arithmetic (one spatial dimension), used to check inputs against a network's minimum size.
