@@ -1,0 +1,389 @@
+"""``shiftlpips bench``: throughput of the metric, side by side with the PyTorch reference.
+
+For each model and workload (image side x batch) it times the forward distance and the input
+gradient ``d/dx sum(d(x, y))`` (the training-loss use), in pairs per second, as the median of
+interleaved repetitions. With ``--against-pytorch`` the same workloads run on the reference
+(``stlpips_pytorch``; ``lpips`` architecture for ``--variant lpips``) in alternating runs, so the
+ratio is measured under the same machine load. Every row also reports the FLOPs per pair from
+XLA's cost analysis of the compiled program and the achieved GFLOP/s as a fraction of a float32
+matmul timed in the same rounds (the machine's practical peak). Timings use the pure
+``metric.module.apply`` under ``jax.jit`` with the metric's precision (no host-side checks),
+inputs already on the device.
+
+Example::
+
+    shiftlpips bench --models alex --against-pytorch
+    shiftlpips bench --models alex,vgg --workloads 64x50,256x4 --bf16 --json bench.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Workload", "parse_workloads", "jax_case", "torch_case", "matmul_case",
+           "time_interleaved", "run_bench", "format_table", "add_parser"]
+
+DEFAULT_WORKLOADS = "64x50,256x4"
+MODES = ("forward", "grad")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One timed configuration: ``batch`` image pairs of ``size`` x ``size``."""
+    net: str
+    variant: str
+    size: int
+    batch: int
+    mode: str      # "forward" or "grad" (gradient with respect to x)
+    dtype: str     # "float32" or "bfloat16" (backbone compute dtype)
+
+    @property
+    def label(self) -> str:
+        return f"{self.net}/{self.variant} {self.size}x{self.size} b{self.batch} {self.mode} " \
+               f"{self.dtype}"
+
+
+@dataclasses.dataclass
+class Case:
+    """A ready-to-time callable (runs once, synchronises) and its FLOPs per call."""
+    run: Callable[[], Any]
+    flops: float | None = None
+
+
+def parse_workloads(text: str) -> list[tuple[int, int]]:
+    """``"64x50,256x4"`` -> ``[(64, 50), (256, 4)]`` (side x batch)."""
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            size, batch = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"bad workload {item!r}: expected SIDExBATCH, e.g. 64x50") from None
+        if size < 1 or batch < 1:
+            raise ValueError(f"bad workload {item!r}: side and batch must be positive")
+        out.append((size, batch))
+    if not out:
+        raise ValueError("no workloads given")
+    return out
+
+
+def _inputs(size: int, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+    y = np.clip(x + rng.normal(0, 0.2, x.shape), -1, 1).astype(np.float32)
+    return x, y
+
+
+def _flops(compiled) -> float | None:
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - backends without cost analysis
+        return None
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0] if cost else None
+    if not cost or "flops" not in cost:
+        return None
+    return float(cost["flops"])
+
+
+def load_model(net: str, variant: str, dtype: str, *, random_init: bool = False):
+    """(module, variables, precision) of a pretrained model, or of its architecture with random
+    weights (``random_init``: no weight files needed; speed does not depend on the values)."""
+    jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+    if random_init:
+        from . import registry
+        module = registry.build_model(net, variant, dtype=jdtype)
+        x = jnp.zeros((1, 64, 64, 3), jnp.float32)
+        variables = module.init(jax.random.key(0), x, x)
+        variables = jax.tree.map(lambda a: jnp.abs(a) * 0.1, variables)  # heads are >= 0
+        return module, variables, "highest"
+    from .metric import load
+    metric = load(net, variant, dtype=jdtype)
+    return metric.module, metric.params, metric.precision
+
+
+def jax_case(module, variables, precision: str, w: Workload, *, seed: int = 0) -> Case:
+    """Compiles the workload (forward distance or input gradient) and returns its callable."""
+    x, y = _inputs(w.size, w.batch, seed)
+    x, y = jnp.asarray(x), jnp.asarray(y)
+
+    def forward(v, a, b):
+        with jax.default_matmul_precision(precision):
+            return module.apply(v, a, b)
+
+    if w.mode == "forward":
+        fn = forward
+    elif w.mode == "grad":
+        def fn(v, a, b):
+            return jax.grad(lambda a_: forward(v, a_, b).sum())(a)
+    else:
+        raise ValueError(f"unknown mode {w.mode!r}; expected one of {MODES}")
+    compiled = jax.jit(fn).lower(variables, x, y).compile()
+
+    def run():
+        return jax.block_until_ready(compiled(variables, x, y))
+
+    return Case(run, _flops(compiled))
+
+
+def matmul_case(n: int = 2048) -> Case:
+    """A float32 ``n x n`` matmul under XLA: the practical peak the other rows are compared to."""
+    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
+    with jax.default_matmul_precision("highest"):
+        compiled = jax.jit(jnp.matmul).lower(a, b).compile()
+    return Case(lambda: jax.block_until_ready(compiled(a, b)), 2.0 * n ** 3)
+
+
+def import_reference():
+    """Imports torch and stlpips_pytorch, with a clear message when they are missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise RuntimeError("--against-pytorch needs PyTorch: pip install torch torchvision "
+                           "stlpips-pytorch==0.0.2") from err
+    try:
+        from stlpips_pytorch import stlpips
+    except ImportError as err:
+        raise RuntimeError("--against-pytorch needs the reference implementation: pip install "
+                           f"stlpips-pytorch==0.0.2 (import failed: {err})") from err
+    return stlpips
+
+
+def torch_case(w: Workload, *, device: str = "cpu", pretrained: bool = True, seed: int = 0,
+               stlpips_module=None) -> Case:
+    """The same workload on the PyTorch reference (``stlpips.LPIPS``; for ``variant="lpips"``
+    its LPIPS v0.1 architecture with ``pnet_rand`` trunk, which is upstream ``lpips``' code)."""
+    import torch
+    stlpips = stlpips_module or import_reference()
+    if w.variant == "lpips":
+        model = stlpips.LPIPS(net=w.net, variant="", pretrained=False, pnet_rand=True,
+                              verbose=False)
+    else:
+        model = stlpips.LPIPS(net=w.net, variant=w.variant, pretrained=pretrained, verbose=False)
+    model = model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    xs, ys = _inputs(w.size, w.batch, seed)
+    x = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous().to(device)
+    y = torch.from_numpy(ys).permute(0, 3, 1, 2).contiguous().to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    autocast = (torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+                if w.dtype == "bfloat16" else None)
+
+    def ctx():
+        import contextlib
+        return autocast if autocast is not None else contextlib.nullcontext()
+
+    if w.mode == "forward":
+        def run():
+            with torch.no_grad(), ctx():
+                out = model(x, y)
+            sync()
+            return out
+    else:
+        def run():
+            xg = x.detach().clone().requires_grad_(True)
+            with ctx():
+                loss = model(xg, y).sum()
+            loss.backward()
+            sync()
+            return xg.grad
+
+    return Case(run)
+
+
+def time_interleaved(cases: dict[str, Case], *, repeats: int, warmup: int = 1,
+                     gap: float = 0.0) -> dict[str, list[float]]:
+    """Runs the cases round-robin (``warmup`` untimed rounds, then ``repeats`` timed ones) and
+    returns each case's wall times in seconds. ``gap`` sleeps between runs so that one library's
+    spinning worker threads do not eat into the next one's time."""
+    for _ in range(warmup):
+        for case in cases.values():
+            case.run()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, case in cases.items():
+            if gap:
+                time.sleep(gap)
+            t0 = time.perf_counter()
+            case.run()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _row(w: Workload, times: dict[str, list[float]], cases: dict[str, Case]) -> dict:
+    jax_t = statistics.median(times["jax"])
+    mm_t = statistics.median(times["matmul"])
+    mm_gflops = cases["matmul"].flops / mm_t / 1e9
+    flops = cases["jax"].flops
+    row = dict(model=f"{w.net}/{w.variant}", size=w.size, batch=w.batch, mode=w.mode,
+               dtype=w.dtype, jax_pairs_per_s=w.batch / jax_t, jax_s=jax_t,
+               jax_times=times["jax"], matmul_gflops=mm_gflops,
+               gflop_per_pair=None, gflops=None, fraction_of_matmul=None,
+               torch_pairs_per_s=None, torch_s=None, torch_times=None, ratio=None)
+    if flops:
+        row["gflop_per_pair"] = flops / w.batch / 1e9
+        row["gflops"] = flops / jax_t / 1e9
+        row["fraction_of_matmul"] = row["gflops"] / mm_gflops
+    if "torch" in times:
+        torch_t = statistics.median(times["torch"])
+        row.update(torch_pairs_per_s=w.batch / torch_t, torch_s=torch_t,
+                   torch_times=times["torch"], ratio=torch_t / jax_t)
+    return row
+
+
+def run_bench(models: Sequence[tuple[str, str]], workloads: Sequence[tuple[int, int]], *,
+              modes: Sequence[str] = MODES, dtypes: Sequence[str] = ("float32",),
+              against_pytorch: bool = False, repeats: int = 5, warmup: int = 1,
+              gap: float = 0.05, random_init: bool = False, matmul_n: int = 2048,
+              device: str = "cpu", stlpips_module=None,
+              log: Callable[[str], None] | None = None) -> list[dict]:
+    """Times every (model, workload, mode, dtype) and returns one result dict per row.
+
+    Each row's JAX run, PyTorch run (``against_pytorch``) and a float32 matmul are interleaved
+    round by round, so their medians see the same machine load.
+    """
+    if against_pytorch and stlpips_module is None:
+        stlpips_module = import_reference()
+    mm = matmul_case(matmul_n)
+    rows = []
+    for net, variant in models:
+        for dtype in dtypes:
+            module, variables, precision = load_model(net, variant, dtype,
+                                                      random_init=random_init)
+            for size, batch in workloads:
+                for mode in modes:
+                    w = Workload(net, variant, size, batch, mode, dtype)
+                    cases = {"jax": jax_case(module, variables, precision, w)}
+                    if against_pytorch:
+                        cases["torch"] = torch_case(w, device=device, pretrained=not random_init,
+                                                    stlpips_module=stlpips_module)
+                    cases["matmul"] = mm
+                    times = time_interleaved(cases, repeats=repeats, warmup=warmup, gap=gap)
+                    row = _row(w, times, cases)
+                    rows.append(row)
+                    if log:
+                        log(format_table([row], header=not rows[:-1]))
+    return rows
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+COLUMNS = ("model", "input", "mode", "dtype", "jax pairs/s", "torch pairs/s", "ratio",
+           "GFLOP/pair", "GFLOP/s", "of matmul")
+
+
+def format_table(rows: list[dict], header: bool = True) -> str:
+    """Fixed-width text table of :func:`run_bench` rows (ratio = torch time / JAX time)."""
+    widths = (20, 12, 8, 9, 12, 14, 7, 11, 9, 10)
+    lines = []
+    if header:
+        lines.append("".join(c.ljust(wd) for c, wd in zip(COLUMNS, widths)).rstrip())
+    for r in rows:
+        cells = (r["model"], f"{r['size']}x{r['size']}x{r['batch']}", r["mode"], r["dtype"],
+                 _fmt(r["jax_pairs_per_s"], ".2f"), _fmt(r["torch_pairs_per_s"], ".2f"),
+                 _fmt(r["ratio"], ".2f"), _fmt(r["gflop_per_pair"], ".3f"),
+                 _fmt(r["gflops"], ".1f"),
+                 "-" if r["fraction_of_matmul"] is None else f"{100 * r['fraction_of_matmul']:.0f}%")
+        lines.append("".join(str(c).ljust(wd) for c, wd in zip(cells, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def environment() -> dict:
+    """What the numbers were measured on."""
+    env = dict(python=platform.python_version(), jax=jax.__version__,
+               backend=jax.default_backend(), devices=[str(d) for d in jax.devices()],
+               cpu_count=os.cpu_count(), machine=platform.machine(),
+               xla_flags=os.environ.get("XLA_FLAGS", ""))
+    try:
+        env["loadavg"] = os.getloadavg()
+    except OSError:
+        pass
+    if "torch" in sys.modules:
+        import torch
+        env["torch"] = torch.__version__
+        env["torch_threads"] = torch.get_num_threads()
+    return env
+
+
+def _models(text: str, variant: str) -> list[tuple[str, str]]:
+    from .backbones import NET_ALIASES
+    from .registry import PRETRAINED
+    nets = [NET_ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
+    variants = sorted({v for _, v in PRETRAINED}) if variant == "all" else [variant]
+    out = []
+    for net in nets:
+        for v in variants:
+            if (net, v) not in PRETRAINED:
+                known = sorted(PRETRAINED)
+                raise ValueError(f"no pretrained model {net}/{v}; pretrained models: {known}")
+            out.append((net, v))
+    return out
+
+
+def bench(args) -> int:
+    """The ``shiftlpips bench`` command: prints the table (and writes JSON with ``--json``)."""
+    models = _models(args.models, args.variant)
+    workloads = parse_workloads(args.workloads)
+    modes = MODES if args.modes == "both" else (args.modes,)
+    dtypes = ("float32", "bfloat16") if args.bf16 else ("float32",)
+    print(f"# shiftlpips bench: {jax.default_backend()} x{len(jax.devices())}, "
+          f"{os.cpu_count()} CPUs, jax {jax.__version__}; median of {args.repeats} interleaved "
+          f"runs; ratio = PyTorch time / JAX time", flush=True)
+    rows = run_bench(models, workloads, modes=modes, dtypes=dtypes,
+                     against_pytorch=args.against_pytorch, repeats=args.repeats,
+                     warmup=args.warmup, gap=args.gap, random_init=args.random_init,
+                     matmul_n=args.matmul_size, log=lambda s: print(s, flush=True))
+    mm = statistics.median(r["matmul_gflops"] for r in rows)
+    print(f"# float32 {args.matmul_size}^2 matmul (XLA), same rounds: {mm:.1f} GFLOP/s "
+          f"(median over rows; per row in --json)")
+    if args.json:
+        payload = dict(environment=environment(), argv=sys.argv[1:], rows=rows)
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(payload, f, indent=1)
+        os.replace(tmp, args.json)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="forward / input-gradient throughput, optionally against "
+                                     "the PyTorch reference")
+    p.add_argument("--models", default="alex,vgg",
+                   help="comma-separated nets (default alex,vgg)")
+    p.add_argument("--variant", default="shift_tolerant",
+                   choices=("shift_tolerant", "lpips", "all"),
+                   help="pretrained variant (default shift_tolerant; all = every pretrained one)")
+    p.add_argument("--workloads", default=DEFAULT_WORKLOADS,
+                   help=f"SIDExBATCH list (default {DEFAULT_WORKLOADS})")
+    p.add_argument("--modes", default="both", choices=("forward", "grad", "both"))
+    p.add_argument("--bf16", action="store_true",
+                   help="also time the bfloat16 backbone (PyTorch side under bf16 autocast)")
+    p.add_argument("--against-pytorch", action="store_true",
+                   help="time stlpips-pytorch on the same workloads in alternating runs")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds (default 7)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds (default 2)")
+    p.add_argument("--gap", type=float, default=0.05,
+                   help="seconds of sleep between timed runs (default 0.05)")
+    p.add_argument("--matmul-size", type=int, default=2048)
+    p.add_argument("--random-init", action="store_true",
+                   help="random weights of the same architectures (no weight files needed)")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write all rows as JSON")
+    p.set_defaults(func=bench)
