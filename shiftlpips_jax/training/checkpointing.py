@@ -95,7 +95,17 @@ class Checkpointer:
                 data=grain.checkpoint.CheckpointSave(_IteratorSnapshot(data_state)),
                 meta=ocp.args.JsonSave({**meta, "step": int(step)})))
         except Exception as err:  # noqa: BLE001 - any failure: report with what is still safe
+            self._discard_partial(step)
             raise CheckpointError(self._failure(step, err)) from err
+
+    def _discard_partial(self, step: int) -> None:
+        """After a failed save: let the writes already started end. Their temporary directory
+        never becomes a checkpoint; the next manager start (``cleanup_tmp_directories``) or a
+        later save of the same step removes it."""
+        try:
+            self._manager.wait_until_finished()
+        except Exception:  # noqa: BLE001 - the failure is already being reported
+            pass
 
     def wait(self) -> None:
         """Blocks until the pending background save has been committed (or raises)."""
