@@ -21,6 +21,7 @@ import pytest
 import shiftlpips_jax as sl
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # train/ (the program) lives at the repository root
 SCRIPT = os.path.join(REPO, "convert", "torchvision_init.py")
 
 
