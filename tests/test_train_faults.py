@@ -177,7 +177,7 @@ def test_bad_example_names_its_file(tmp_path):
     config.data.root = root
     config.data.load_size = 32
     config.image_size = 32
-    config.data.train_sets = ["train/traditional"]
+    config.data.train_sets = ("train/traditional",)
     config.val_every = 0
     config.batch_size = 8
     config.data.shuffle = False

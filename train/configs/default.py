@@ -42,8 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.root = ""                        # .../BAPPS/dataset/2afc
     c.data.tfds_dir = ""                    # TFDS data_dir holding bapps_2afc (wins over root)
     c.data.load_size = 64
-    c.data.train_sets = list(TRAIN_SETS)
-    c.data.val_sets = list(VAL_SETS)
+    c.data.train_sets = TRAIN_SETS          # tuples: --config.data.train_sets="('train/cnn',)"
+    c.data.val_sets = VAL_SETS
     c.data.worker_count = 0                 # grain worker processes (decode off the main one)
     c.data.read_threads = 16
     c.data.shard_by_process = True          # each host reads its own shard of the records
