@@ -125,6 +125,14 @@ def _fresh_state(config, model, rank_model, key):
     return params, variables.get("batch_stats", {})
 
 
+def _fmt_rate(rate) -> str:
+    return "-" if rate is None else f"{rate:.1f}"
+
+
+def _fmt_eta(eta) -> str:
+    return "-" if eta is None else format_duration(eta)
+
+
 def _log(primary: bool, msg: str) -> None:
     if primary:
         print(msg, flush=True)
@@ -329,20 +337,23 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
                 if not all(bool(m["finite"]) for m in fetched):
                     check_finite()
                 elapsed = time.perf_counter() - t_start
-                rate = (step - step_at_start) / elapsed if elapsed > 0 else float("nan")
+                # The first step includes compilation: rates count from the step after it.
+                rate = ((step - step_at_start) / elapsed if step > step_at_start and elapsed > 0
+                        else float("nan"))
                 entry = {"step": step, "epoch": step * config.batch_size / num_train,
                          "loss": float(np.mean([m["loss"] for m in fetched])),
                          "acc": float(np.mean([m["acc"] for m in fetched])),
                          "lr": float(fetched[-1]["lr"]),
                          "grad_norm": float(np.mean([m["grad_norm"] for m in fetched])),
-                         "triplets_per_s": rate * config.batch_size,
+                         "triplets_per_s": (rate * config.batch_size
+                                            if math.isfinite(rate) else None),
                          "eta_s": (stop_at - step) / rate if rate > 0 else None}
                 history.append(entry)
                 log.write(entry)
                 _log(primary, f"[step {step}/{stop_at}] epoch {entry['epoch']:.2f} "
                               f"loss {entry['loss']:.4f} acc {entry['acc']:.3f} "
-                              f"lr {entry['lr']:.2e} | {entry['triplets_per_s']:.1f} triplets/s"
-                              f" | ETA {format_duration(entry['eta_s'] or float('nan'))}")
+                              f"lr {entry['lr']:.2e} | {_fmt_rate(entry['triplets_per_s'])}"
+                              f" triplets/s | ETA {_fmt_eta(entry['eta_s'])}")
             if step % config.checkpoint_every == 0 or step == stop_at:
                 check_finite()
                 ckpt.save(step, state, key, data_it,
