@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -109,7 +110,8 @@ def load_model(net: str, variant: str, dtype: str, *, random_init: bool = False)
         module = registry.build_model(net, variant, dtype=jdtype)
         x = jnp.zeros((1, 64, 64, 3), jnp.float32)
         variables = module.init(jax.random.key(0), x, x)
-        variables = jax.tree.map(lambda a: jnp.abs(a) * 0.1, variables)  # heads are >= 0
+        variables = jax.tree_util.tree_map_with_path(   # learned heads are non-negative
+            lambda path, a: jnp.abs(a) if "lin" in jax.tree_util.keystr(path) else a, variables)
         return module, variables, "highest"
     from .metric import load
     metric = load(net, variant, dtype=jdtype)
@@ -165,9 +167,10 @@ def import_reference():
 
 
 def torch_case(w: Workload, *, device: str = "cpu", pretrained: bool = True, seed: int = 0,
-               stlpips_module=None) -> Case:
+               stlpips_module=None, sync: bool = True) -> Case:
     """The same workload on the PyTorch reference (``stlpips.LPIPS``; for ``variant="lpips"``
-    its LPIPS v0.1 architecture with ``pnet_rand`` trunk, which is upstream ``lpips``' code)."""
+    its LPIPS v0.1 architecture with ``pnet_rand`` trunk, which is upstream ``lpips``' code).
+    ``sync=False``: CUDA runs are left asynchronous (the caller synchronises)."""
     import torch
     stlpips = stlpips_module or import_reference()
     if w.variant == "lpips":
@@ -181,13 +184,13 @@ def torch_case(w: Workload, *, device: str = "cpu", pretrained: bool = True, see
     xs, ys = _inputs(w.size, w.batch, seed)
     x = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous().to(device)
     y = torch.from_numpy(ys).permute(0, 3, 1, 2).contiguous().to(device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    autocast = (torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
-                if w.dtype == "bfloat16" else None)
+    sync = (torch.cuda.synchronize if device.startswith("cuda") and sync
+            else (lambda: None))
 
     def ctx():
-        import contextlib
-        return autocast if autocast is not None else contextlib.nullcontext()
+        if w.dtype == "bfloat16":
+            return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     if w.mode == "forward":
         def run():

@@ -355,7 +355,10 @@ def _conv_small_cin_jvp(strides, padding, precision, primals, tangents):
         transpose = jax.linear_transpose(
             lambda g: _conv_input_transpose(g, w, strides, padding, precision, x.shape[1:3]),
             jax.ShapeDtypeStruct(y.shape, tx.dtype))
-        t = transpose(tx)[0]
+        # Only XLA:CPU needs the rewrite; GPUs/TPUs keep their own convolution gradients.
+        t = lax.platform_dependent(
+            tx, cpu=lambda a: transpose(a)[0],
+            default=lambda a: _conv_direct(a, w, strides, padding, precision))
     if not isinstance(tw, jax.custom_derivatives.SymbolicZero):
         tk = _conv_direct(x, tw, strides, padding, precision)
         t = tk if t is None else t + tk
@@ -370,7 +373,8 @@ _conv_small_cin.defjvp(_conv_small_cin_jvp, symbolic_zeros=True)
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1,
                          precision=None, preferred_element_type=None):
-    """``lax.conv_general_dilated`` with a fast input gradient for NHWC convs with <= 4 inputs.
+    """``lax.conv_general_dilated`` with a fast input gradient on CPU for NHWC convs with <= 4
+    input channels (see :func:`_conv_input_transpose`; other platforms lower the usual one).
 
     A drop-in for ``nn.Conv(conv_general_dilated=...)``; anything other than a plain NHWC/HWIO
     convolution with explicit padding and few input channels goes to ``lax`` unchanged.
