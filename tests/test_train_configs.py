@@ -64,3 +64,25 @@ def test_paper_recipe_defaults():
     assert c.dropout and c.train_trunk and not c.init_from and c.clamp == "upstream"
     assert list(c.data.train_sets) == ["train/traditional", "train/cnn", "train/mix"]
     assert c.data.load_size == 64
+
+
+def test_training_public_surface():
+    import inspect
+    import subprocess
+
+    from shiftlpips_jax import training
+
+    for name in training.__all__:
+        assert hasattr(training, name), name
+    for fn, positional in ((training.make_train_step, 4), (training.make_optimizer, 1),
+                           (training.upstream_lr, 1), (training.make_eval_step, 2)):
+        params = list(inspect.signature(fn).parameters.values())
+        assert all(p.kind == p.POSITIONAL_OR_KEYWORD for p in params[:positional]), fn
+        assert all(p.kind == p.KEYWORD_ONLY for p in params[positional:]), fn
+    # The step and its pieces import with jax/flax/optax only (the GPU benchmark relies on it).
+    code = ("import sys, shiftlpips_jax.training.step, shiftlpips_jax.training.init; "
+            "print(sorted(m for m in ('orbax', 'grain', 'ml_collections', 'PIL', "
+            "'tensorflow_datasets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out
