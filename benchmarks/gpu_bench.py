@@ -14,8 +14,8 @@ For every model (ST-LPIPS alex/vgg, LPIPS alex/vgg) and workload (64x64 batch 50
 bf16 autocast), each timed run being ``--inner`` back-to-back calls then one sync, median of
 ``--repeats`` alternating JAX/PyTorch runs. FLOPs/pair come from XLA's cost analysis; GFLOP/s are
 compared with a float32 (highest) matmul timed in the same run. An ablation row times ST alex
-with the reference layers (depthwise-conv BlurPool, XLA max-pool and conv gradients) instead of
-the CPU-oriented rewrites. The projection runs our real train step
+with the reference layers (conv then depthwise-conv BlurPool, XLA max-pool and conv gradients)
+instead of the rewrites. The projection runs our real train step
 (benchmarks/train_gpu_projection.py) for alex shift_tolerant, batch 50 of 64x64 triplets, and
 scales to 10 epochs of BAPPS 2AFC train (151,400 triplets).
 
@@ -148,14 +148,16 @@ def reference_layers():
     from jax import lax
 
     from shiftlpips_jax._src import layers
-    saved = layers.blur_pool, layers.max_pool, layers.conv_general_dilated
-    layers.blur_pool = layers.blur_pool_reference
-    layers.max_pool = layers.max_pool_reference
-    layers.conv_general_dilated = lax.conv_general_dilated
+    names = ("blur_pool", "max_pool", "conv_general_dilated", "conv_blur")
+    saved = [getattr(layers, n) for n in names]
+    for n, f in zip(names, (layers.blur_pool_reference, layers.max_pool_reference,
+                            lax.conv_general_dilated, layers.conv_blur_reference)):
+        setattr(layers, n, f)
     try:
         yield
     finally:
-        layers.blur_pool, layers.max_pool, layers.conv_general_dilated = saved
+        for n, f in zip(names, saved):
+            setattr(layers, n, f)
 
 
 def matmul_gflops(n: int, precision: str, dtype, repeats: int = 10) -> float:

@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -137,13 +138,23 @@ class _PlanNet(nn.Module):
         del train  # no batch statistics or dropout in these trunks
         x = x.astype(self.dtype)
         taps: dict[str, jax.Array] = {}
-        for op in self.plan:
+        plan = self.plan
+        skip_blur = False
+        for i, op in enumerate(plan):
             if isinstance(op, Conv):
                 # layers.conv_general_dilated: same conv, fast input gradient when Cin <= 4.
+                conv_fn = layers.conv_general_dilated
+                if i + 1 < len(plan) and isinstance(plan[i + 1], Blur):
+                    # Conv straight into BlurPool (ST AlexNet's blur_before_act): one strided
+                    # convolution with the composed kernel (layers.conv_blur); same parameters.
+                    conv_fn = functools.partial(layers.conv_blur, filter_size=self.filter_size,
+                                                blur_stride=2, pad_more=self.pad_more)
+                    skip_blur = True
                 x = nn.Conv(op.features, (op.kernel, op.kernel), strides=op.stride,
                             padding=((op.padding, op.padding),) * 2, dtype=self.dtype,
-                            conv_general_dilated=layers.conv_general_dilated,
-                            name=op.name)(x)
+                            conv_general_dilated=conv_fn, name=op.name)(x)
+            elif isinstance(op, Blur) and skip_blur:
+                skip_blur = False  # already applied inside the preceding conv
             elif isinstance(op, ReLU):
                 x = nn.relu(x)
             elif isinstance(op, Blur):

@@ -29,6 +29,8 @@ __all__ = [
     "blur_pool_reference",
     "max_pool",
     "max_pool_reference",
+    "conv_blur",
+    "conv_blur_reference",
     "conv_general_dilated",
     "conv_out",
     "pool_out",
@@ -395,6 +397,185 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
             precision=precision, preferred_element_type=preferred_element_type)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
     return _conv_small_cin(lhs, rhs, tuple(int(s) for s in window_strides), padding, precision)
+
+
+# Convolution followed by BlurPool, as one strided convolution (ST-LPIPS AlexNet's conv1).
+
+def _blur_groups(n: int, taps: tuple[float, ...], stride: int, pad: tuple[int, int]):
+    """How each BlurPool output along one axis combines the rows of its (length n) input.
+
+    Returns a list of ``(first_output, count, first_row, coefficients)``: the ``count`` outputs
+    from ``first_output`` on are ``sum_j coefficients[j] * row[first_row + o * stride + j]``
+    (o = 0 .. count-1). Interior outputs form one strided group with the filter taps; each
+    output whose window crosses the reflected border is its own group.
+    """
+    size, (lo, hi) = len(taps), pad
+    out = (n + lo + hi - size) // stride + 1
+    first = min(-(-lo // stride), out)
+    last = min(out - 1, (n - 1 - (size - 1) + lo) // stride)
+    groups = []
+
+    def border(o):
+        rows = [_reflect_index(o * stride + k - lo, n) for k in range(size)]
+        start = min(rows)
+        coef = [0.0] * (max(rows) - start + 1)
+        for k, r in enumerate(rows):
+            coef[r - start] += taps[k]
+        groups.append((o, 1, start, tuple(coef)))
+
+    for o in range(0, first):
+        border(o)
+    if last >= first:
+        groups.append((first, last - first + 1, first * stride - lo, tuple(taps)))
+    for o in range(max(last + 1, first), out):
+        border(o)
+    return groups
+
+
+def _compose_kernel(w: jax.Array, ch: tuple[float, ...], cw: tuple[float, ...],
+                    dilation: tuple[int, int]) -> jax.Array:
+    """HWIO kernel of ``blur(conv(x, w))`` for one output group: sum_ab ch[a] cw[b] w shifted by
+    (a, b) * conv stride."""
+    kh, kw = w.shape[:2]
+    dh, dw = dilation
+    out_h, out_w = (len(ch) - 1) * dh + kh, (len(cw) - 1) * dw + kw
+    acc = None
+    for a, ca in enumerate(ch):
+        for b, cb in enumerate(cw):
+            c = ca * cb
+            if c == 0.0:
+                continue
+            term = jnp.pad(w * c, ((a * dh, out_h - kh - a * dh), (b * dw, out_w - kw - b * dw),
+                                   (0, 0), (0, 0)))
+            acc = term if acc is None else acc + term
+    return acc
+
+
+def _s2d_stack_conv(x: jax.Array, k: jax.Array, precision) -> jax.Array:
+    """VALID stride-2 NHWC/HWIO convolution as space-to-depth (2x2 -> 4 Cin) then the kernel
+    rows stacked into channels: one (1, ceil(kw/2)) convolution over 4*ceil(kh/2)*Cin channels.
+
+    For few input channels this is ~4x faster to differentiate on XLA:CPU than the strided
+    convolution (whose input gradient has Cin outputs), and faster forward on large images.
+    Kernel taps padded to even sizes meet only zero-padded input rows, so it is exact.
+    """
+    n, h, w, c = x.shape
+    kh, kw, _, o = k.shape
+    ho, wo = (h - kh) // 2 + 1, (w - kw) // 2 + 1
+    qh, qw = -(-kh // 2), -(-kw // 2)
+    kp = jnp.pad(k, ((0, 2 * qh - kh), (0, 2 * qw - kw), (0, 0), (0, 0)))
+    kp = kp.reshape(qh, 2, qw, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(qh, qw, 4 * c, o)
+    hn, wn = 2 * (ho + qh - 1), 2 * (wo + qw - 1)
+    xp = jnp.pad(x, ((0, 0), (0, max(0, hn - h)), (0, max(0, wn - w)), (0, 0)))[:, :hn, :wn]
+    xs = xp.reshape(n, hn // 2, 2, wn // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    xs = xs.reshape(n, hn // 2, wn // 2, 4 * c)
+    u = jnp.concatenate([xs[:, a:a + ho] for a in range(qh)], axis=-1)
+    k2 = kp.transpose(1, 0, 2, 3).reshape(1, qw, qh * 4 * c, o)
+    return lax.conv_general_dilated(u, k2, (1, 1), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
+                                    precision=precision)
+
+
+S2D_FORWARD_MIN_WIDTH = 64  # output width from which the space-to-depth forward is faster
+
+
+def _conv_stride2_primal(x, k, precision):
+    if x.shape[2] // 2 >= S2D_FORWARD_MIN_WIDTH:
+        return _s2d_stack_conv(x, k, precision)
+    return lax.conv_general_dilated(x, k, (2, 2), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
+                                    precision=precision)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _conv_stride2_small_cin(x, k, precision):
+    return _conv_stride2_primal(x, k, precision)
+
+
+def _conv_stride2_small_cin_jvp(precision, primals, tangents):
+    """Forward: the faster formulation for the size; input tangent: the space-to-depth form,
+    whose transpose (the input gradient under jax.grad) is the fast one on every size."""
+    x, k = primals
+    tx, tk = tangents
+    y = _conv_stride2_primal(x, k, precision)
+    t = None
+    if not isinstance(tx, jax.custom_derivatives.SymbolicZero):
+        t = lax.platform_dependent(
+            tx, cpu=lambda a: _s2d_stack_conv(a, k, precision),
+            default=lambda a: lax.conv_general_dilated(a, k, (2, 2), ((0, 0), (0, 0)),
+                                                       dimension_numbers=_NHWC,
+                                                       precision=precision))
+    if not isinstance(tk, jax.custom_derivatives.SymbolicZero):
+        tt = lax.conv_general_dilated(x, tk, (2, 2), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
+                                      precision=precision)
+        t = tt if t is None else t + tt
+    if t is None:
+        t = jnp.zeros(y.shape, y.dtype)
+    return y, t
+
+
+_conv_stride2_small_cin.defjvp(_conv_stride2_small_cin_jvp, symbolic_zeros=True)
+
+
+def conv_blur(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+              dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
+              preferred_element_type=None, *, filter_size: int = 3, blur_stride: int = 2,
+              pad_more: bool = False):
+    """``blur_pool(conv(lhs, rhs))`` computed as strided convolutions of ``lhs`` (NHWC/HWIO).
+
+    Blur and convolution are both linear, so away from the borders the pair is one convolution
+    with the composed kernel (11x11 conv + 3x3 binomial -> 13x13) at the product stride: for
+    ST-LPIPS AlexNet's conv1 (stride 1, then BlurPool stride 2) that is 37% of the multiply-adds,
+    and no full-resolution intermediate. Outputs whose blur window crosses the reflected border
+    get their own small convolutions with the exact reflected combination of rows, so the result
+    equals ``blur_pool(lax.conv_general_dilated(...))`` up to float rounding. A bias added after
+    the convolution commutes with the blur (its taps sum to one), so ``nn.Conv`` can take this as
+    its ``conv_general_dilated``.
+    """
+    if (isinstance(padding, str) or feature_group_count != 1 or batch_group_count != 1
+            or any(d != 1 for d in (lhs_dilation or (1, 1)))
+            or any(d != 1 for d in (rhs_dilation or (1, 1)))):
+        raise ValueError("conv_blur supports plain convolutions with explicit padding only")
+    if (lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+            != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+        raise ValueError("conv_blur expects NHWC inputs and HWIO kernels")
+    (pt, pb), (pl, pr) = padding
+    sh, sw = window_strides
+    kh, kw = rhs.shape[:2]
+    n_h = (lhs.shape[1] + pt + pb - kh) // sh + 1
+    n_w = (lhs.shape[2] + pl + pr - kw) // sw + 1
+    taps = tuple(float(t) for t in binomial_filter(filter_size))
+    pad = blur_pad(filter_size, pad_more)
+    xp = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    w32 = rhs.astype(jnp.promote_types(rhs.dtype, jnp.float32))
+    rows = []
+    for _, cnt_h, start_h, ch in _blur_groups(n_h, taps, blur_stride, pad):
+        cols = []
+        for _, cnt_w, start_w, cw in _blur_groups(n_w, taps, blur_stride, pad):
+            k = _compose_kernel(w32, ch, cw, (sh, sw)).astype(rhs.dtype)
+            step_h, step_w = blur_stride * sh, blur_stride * sw
+            r0, c0 = start_h * sh, start_w * sw
+            span_h, span_w = (cnt_h - 1) * step_h + k.shape[0], (cnt_w - 1) * step_w + k.shape[1]
+            piece = xp[:, r0:r0 + span_h, c0:c0 + span_w, :]
+            if (step_h, step_w) == (2, 2) and cnt_h > 1 and cnt_w > 1 and \
+                    lhs.shape[3] <= SMALL_CIN:
+                cols.append(_conv_stride2_small_cin(piece, k, precision))
+            else:
+                cols.append(conv_general_dilated(piece, k, (step_h, step_w), ((0, 0), (0, 0)),
+                                                 dimension_numbers=_NHWC, precision=precision))
+        rows.append(cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=2))
+    return rows[0] if len(rows) == 1 else jnp.concatenate(rows, axis=1)
+
+
+def conv_blur_reference(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                        rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                        batch_group_count=1, precision=None, preferred_element_type=None, *,
+                        filter_size: int = 3, blur_stride: int = 2, pad_more: bool = False):
+    """:func:`conv_blur` as two steps, the convolution then :func:`blur_pool_reference` (tests)."""
+    y = lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                 rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                 feature_group_count=feature_group_count,
+                                 batch_group_count=batch_group_count, precision=precision,
+                                 preferred_element_type=preferred_element_type)
+    return blur_pool_reference(y, filter_size=filter_size, stride=blur_stride, pad_more=pad_more)
 
 
 # Size arithmetic (one spatial dimension), used to check inputs against a network's minimum size.
