@@ -236,3 +236,31 @@ def test_metric_grad_jit_vmap_agree(tiny_models):
     np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(mapped, eager, rtol=1e-4, atol=1e-6)
     assert sl.LPIPS is type(module)
+
+
+def test_cpu_batch_chunks_equal_whole_batch(monkeypatch, tiny_models):
+    from shiftlpips_jax._src import lpips
+    assert lpips.batch_chunks(1, 64, 64) == [(0, 1)]
+    if jax.default_backend() == "cpu":
+        bounds = lpips.batch_chunks(50, 64, 64)
+        assert bounds[0] == (0, 10) and bounds[-1][1] == 50 and len(bounds) == 5
+        assert len(lpips.batch_chunks(10_000, 8, 8)) == lpips.CPU_MAX_CHUNKS
+    module, variables = tiny_models[("alex", "shift_tolerant")]
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.uniform(-1, 1, (7, 33, 35, 3)).astype(np.float32))
+    y = jnp.asarray(rng.uniform(-1, 1, (7, 33, 35, 3)).astype(np.float32))
+    monkeypatch.setattr(lpips, "batch_chunks", lambda n, h, w: [(0, 3), (3, 5), (5, n)])
+
+    def everything():
+        apply = lambda *a, **k: module.apply(variables, *a, **k)  # noqa: E731
+        return (apply(x, y), apply(x, y, per_layer=True), apply(x, y, spatial=True),
+                apply(x[:1], y), apply(x, y[:1]),
+                apply(x, method=sl.LPIPS.features),
+                jax.grad(lambda a: apply(a, y).sum())(x))
+
+    chunked = everything()
+    monkeypatch.setattr(lpips, "batch_chunks", lambda n, h, w: [(0, n)])
+    whole = everything()
+    for a, b in zip(jax.tree.leaves(chunked), jax.tree.leaves(whole)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["LPIPS", "normalize_features", "upsample_bilinear", "SHIFT", "SCALE", "EPS"]
+__all__ = ["LPIPS", "normalize_features", "upsample_bilinear", "batch_chunks", "SHIFT", "SCALE",
+           "EPS"]
 
 # LPIPS v0.1 ScalingLayer constants (ImageNet statistics mapped to [-1, 1] inputs).
 SHIFT = np.array([-0.030, -0.088, -0.188], dtype=np.float32)
@@ -45,6 +46,24 @@ def normalize_features(f: jax.Array, eps: float = EPS) -> jax.Array:
     positive = sq > 0
     norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
     return f / (norm + eps)
+
+
+# XLA:CPU is faster on a large batch cut into chunks of about this many pixels per image batch
+# (activations stay in cache, and independent chunks overlap on the cores): +10-45% forward and
+# +25-35% input gradient for alex at 32..256 px. Capped, since each chunk adds compile time.
+CPU_CHUNK_PIXELS = 40_960   # 10 images of 64x64
+CPU_MAX_CHUNKS = 8
+
+
+def batch_chunks(n: int, h: int, w: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` cutting a batch of ``n`` HxW images for the default backend:
+    chunks of about :data:`CPU_CHUNK_PIXELS` on CPU, the whole batch elsewhere."""
+    if n <= 1 or jax.default_backend() != "cpu":
+        return [(0, n)]
+    per = max(1, CPU_CHUNK_PIXELS // max(1, h * w))
+    count = min(CPU_MAX_CHUNKS, -(-n // per))
+    size = -(-n // count)
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
 
 
 def _interp_matrix(out_size: int, in_size: int) -> np.ndarray:
@@ -94,6 +113,13 @@ class LPIPS(nn.Module):
 
     def features(self, x: jax.Array, *, train: bool = False) -> tuple[jax.Array, ...]:
         """Unit-normalised tap features of images ``x`` (N, H, W, 3) in [-1, 1] (float32)."""
+        bounds = [(0, x.shape[0])] if train else batch_chunks(*x.shape[:3])
+        if len(bounds) > 1:
+            parts = [self._features(x[a:b], train=False) for a, b in bounds]
+            return tuple(jnp.concatenate(tap, axis=0) for tap in zip(*parts))
+        return self._features(x, train=train)
+
+    def _features(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, ...]:
         x = (x - jnp.asarray(SHIFT)) / jnp.asarray(SCALE)
         taps = self.net(x, train=train)
         return tuple(normalize_features(t) for t in taps.values())
@@ -142,7 +168,20 @@ class LPIPS(nn.Module):
         # the y branch then stays forward-only (a concatenated batch backpropagates through
         # both halves: ~1.7x slower input gradients), and the forward is no slower on CPU. In
         # training, batch statistics (ResNet) are per input batch, as upstream.
-        fx, fy = self.features(x, train=train), self.features(y, train=train)
         size = (x.shape[1], x.shape[2]) if spatial else None
-        return self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer, train=train)
+        n = max(x.shape[0], y.shape[0])
+        bounds = [(0, n)] if train else batch_chunks(n, x.shape[1], x.shape[2])
+        if len(bounds) == 1:
+            fx, fy = self._features(x, train=train), self._features(y, train=train)
+            return self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer,
+                                         train=train)
+        # Eval on CPU: chunk by chunk (see batch_chunks); a batch-1 side is computed once.
+        fx_all = self._features(x, train=False) if x.shape[0] == 1 else None
+        fy_all = self._features(y, train=False) if y.shape[0] == 1 else None
+        outs = []
+        for a, b in bounds:
+            fx = fx_all if fx_all is not None else self._features(x[a:b], train=False)
+            fy = fy_all if fy_all is not None else self._features(y[a:b], train=False)
+            outs.append(self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer))
+        return jax.tree.map(lambda *o: jnp.concatenate(o, axis=0), *outs)
 
