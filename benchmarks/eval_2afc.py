@@ -67,9 +67,11 @@ def upstream(net: str, variant: str, batches, shifts: tuple[int, ...], no_grad: 
     import torch
     from stlpips_pytorch import stlpips
 
-    model = stlpips.LPIPS(net=net, variant=variant, verbose=False)
-    tensors = [tuple(torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1 for a in b)
-               for b in batches]   # what upstream's data loader hands the loop
+    model = stlpips.LPIPS(net=net, variant=variant, verbose=False)   # as upstream: eval mode,
+    # parameters still requiring grad (the loop records autograd graphs unless no_grad)
+    # What upstream's data loader hands the loop: contiguous NCHW float tensors in [-1, 1].
+    tensors = [tuple((torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1).contiguous()
+                     for a in b) for b in batches]
     ctx = torch.no_grad if no_grad else contextlib.nullcontext
     offset = 3
 

@@ -167,23 +167,30 @@ def import_reference():
 
 
 def torch_case(w: Workload, *, device: str = "cpu", pretrained: bool = True, seed: int = 0,
-               stlpips_module=None, sync: bool = True) -> Case:
+               stlpips_module=None, sync: bool = True, channels_last: bool = False) -> Case:
     """The same workload on the PyTorch reference (``stlpips.LPIPS``; for ``variant="lpips"``
     its LPIPS v0.1 architecture with ``pnet_rand`` trunk, which is upstream ``lpips``' code).
-    ``sync=False``: CUDA runs are left asynchronous (the caller synchronises)."""
+    Inputs are contiguous NCHW, as upstream's data loader makes them (``channels_last``: the
+    layout oneDNN prefers instead). ``sync=False``: CUDA runs are left asynchronous."""
+    import warnings
+
     import torch
     stlpips = stlpips_module or import_reference()
-    if w.variant == "lpips":
-        model = stlpips.LPIPS(net=w.net, variant="", pretrained=False, pnet_rand=True,
-                              verbose=False)
-    else:
-        model = stlpips.LPIPS(net=w.net, variant=w.variant, pretrained=pretrained, verbose=False)
+    with warnings.catch_warnings():  # torchvision's deprecated `pretrained=` argument
+        warnings.simplefilter("ignore")
+        if w.variant == "lpips":
+            model = stlpips.LPIPS(net=w.net, variant="", pretrained=False, pnet_rand=True,
+                                  verbose=False)
+        else:
+            model = stlpips.LPIPS(net=w.net, variant=w.variant, pretrained=pretrained,
+                                  verbose=False)
     model = model.eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
     xs, ys = _inputs(w.size, w.batch, seed)
-    x = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous().to(device)
-    y = torch.from_numpy(ys).permute(0, 3, 1, 2).contiguous().to(device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous(memory_format=fmt).to(device)
+    y = torch.from_numpy(ys).permute(0, 3, 1, 2).contiguous(memory_format=fmt).to(device)
     sync = (torch.cuda.synchronize if device.startswith("cuda") and sync
             else (lambda: None))
 
@@ -254,7 +261,7 @@ def run_bench(models: Sequence[tuple[str, str]], workloads: Sequence[tuple[int, 
               modes: Sequence[str] = MODES, dtypes: Sequence[str] = ("float32",),
               against_pytorch: bool = False, repeats: int = 5, warmup: int = 1,
               gap: float = 0.05, random_init: bool = False, matmul_n: int = 2048,
-              device: str = "cpu", stlpips_module=None,
+              device: str = "cpu", stlpips_module=None, torch_channels_last: bool = False,
               log: Callable[[str], None] | None = None) -> list[dict]:
     """Times every (model, workload, mode, dtype) and returns one result dict per row.
 
@@ -275,7 +282,8 @@ def run_bench(models: Sequence[tuple[str, str]], workloads: Sequence[tuple[int, 
                     cases = {"jax": jax_case(module, variables, precision, w)}
                     if against_pytorch:
                         cases["torch"] = torch_case(w, device=device, pretrained=not random_init,
-                                                    stlpips_module=stlpips_module)
+                                                    stlpips_module=stlpips_module,
+                                                    channels_last=torch_channels_last)
                     cases["matmul"] = mm
                     times = time_interleaved(cases, repeats=repeats, warmup=warmup, gap=gap)
                     row = _row(w, times, cases)
@@ -353,7 +361,8 @@ def bench(args) -> int:
     rows = run_bench(models, workloads, modes=modes, dtypes=dtypes,
                      against_pytorch=args.against_pytorch, repeats=args.repeats,
                      warmup=args.warmup, gap=args.gap, random_init=args.random_init,
-                     matmul_n=args.matmul_size, log=lambda s: print(s, flush=True))
+                     matmul_n=args.matmul_size, torch_channels_last=args.torch_channels_last,
+                     log=lambda s: print(s, flush=True))
     mm = statistics.median(r["matmul_gflops"] for r in rows)
     print(f"# float32 {args.matmul_size}^2 matmul (XLA), same rounds: {mm:.1f} GFLOP/s "
           f"(median over rows; per row in --json)")
@@ -381,6 +390,9 @@ def add_parser(sub) -> None:
                    help="also time the bfloat16 backbone (PyTorch side under bf16 autocast)")
     p.add_argument("--against-pytorch", action="store_true",
                    help="time stlpips-pytorch on the same workloads in alternating runs")
+    p.add_argument("--torch-channels-last", action="store_true",
+                   help="give PyTorch channels-last inputs (faster oneDNN path; default: "
+                        "contiguous NCHW, as upstream's loader)")
     p.add_argument("--repeats", type=int, default=7, help="timed rounds (default 7)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds (default 2)")
     p.add_argument("--gap", type=float, default=0.05,

@@ -479,10 +479,14 @@ S2D_FORWARD_MIN_WIDTH = 64  # output width from which the space-to-depth forward
 
 
 def _conv_stride2_primal(x, k, precision):
-    if x.shape[2] // 2 >= S2D_FORWARD_MIN_WIDTH:
-        return _s2d_stack_conv(x, k, precision)
-    return lax.conv_general_dilated(x, k, (2, 2), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
-                                    precision=precision)
+    def direct(a):
+        return lax.conv_general_dilated(a, k, (2, 2), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
+                                        precision=precision)
+
+    if x.shape[2] // 2 >= S2D_FORWARD_MIN_WIDTH:  # measured on XLA:CPU only
+        return lax.platform_dependent(x, cpu=lambda a: _s2d_stack_conv(a, k, precision),
+                                      default=direct)
+    return direct(x)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
