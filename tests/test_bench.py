@@ -187,6 +187,45 @@ def test_conv_falls_back_to_lax_for_wide_inputs():
 
 
 # -------------------------------------------------------------------------------------------
+# Conv straight into BlurPool as one composed strided conv == conv then blur_pool_reference.
+
+CONV_BLUR_CASES = [((2, 64, 64, 3), 11, 1, 2, 3, True, 2),    # ST AlexNet conv1 (direct)
+                   ((1, 150, 141, 3), 11, 1, 2, 3, True, 2),  # wide: space-to-depth forward
+                   ((2, 33, 34, 3), 11, 2, 2, 3, False, 2),
+                   ((2, 20, 21, 3), 5, 1, 0, 3, True, 2),
+                   ((2, 16, 17, 6), 3, 1, 1, 5, False, 2),    # Cin > 4: plain lax pieces
+                   ((2, 19, 18, 3), 3, 2, 1, 3, True, 3),
+                   ((2, 13, 14, 3), 11, 1, 2, 3, True, 2)]
+
+
+@pytest.mark.parametrize("xs,k,stride,pad,fs,pad_more,bstride", CONV_BLUR_CASES)
+def test_conv_blur_equals_conv_then_blur(xs, k, stride, pad, fs, pad_more, bstride):
+    x = jax.random.normal(jax.random.key(0), xs)
+    w = jax.random.normal(jax.random.key(1), (k, k, xs[-1], 8))
+    kw = dict(filter_size=fs, pad_more=pad_more, blur_stride=bstride)
+    args = ((stride, stride), ((pad, pad), (pad, pad)))
+
+    def ref(a, b):
+        return layers.conv_blur_reference(a, b, *args, dimension_numbers=NHWC, **kw)
+
+    def new(a, b):
+        return layers.conv_blur(a, b, *args, dimension_numbers=NHWC, **kw)
+
+    y = ref(x, w)
+    got = jax.jit(new)(x, w)
+    assert got.shape == y.shape
+    np.testing.assert_allclose(got, y, atol=2e-6 * float(jnp.abs(y).max()))
+    ct = jax.random.normal(jax.random.key(2), y.shape)
+    want = jax.grad(lambda a, b: jnp.sum(ref(a, b) * ct), (0, 1))(x, w)
+    have = jax.jit(jax.grad(lambda a, b: jnp.sum(new(a, b) * ct), (0, 1)))(x, w)
+    for g, h in zip(have, want):
+        np.testing.assert_allclose(g, h, atol=2e-6 * float(jnp.abs(h).max()))
+    t = (0.5 * x, 0.3 * w)
+    np.testing.assert_allclose(jax.jvp(new, (x, w), t)[1], jax.jvp(ref, (x, w), t)[1],
+                               atol=2e-6 * float(jnp.abs(y).max()))
+
+
+# -------------------------------------------------------------------------------------------
 # The whole metric: the fast paths against the replaced formulas, through jit/grad/vmap.
 
 @pytest.fixture(scope="module")
