@@ -26,4 +26,4 @@ example: $(STAMP)
 	$(BIN)/shiftlpips example
 
 test: $(STAMP) $(LPIPS_WHEEL)
-	SHIFTLPIPS_TEST_LPIPS_WHEEL=$(LPIPS_WHEEL) $(BIN)/python -m pytest -q
+	SHIFTLPIPS_TEST_LPIPS_WHEEL=$(LPIPS_WHEEL) $(BIN)/python -m pytest -q -n 2

@@ -159,7 +159,7 @@ def load(net: str = "alex", variant: str = "shift_tolerant", *, checkpoint: str 
       dtype: backbone computation dtype (e.g. ``jnp.bfloat16``); heads run in float32.
       precision: convolution precision of the wrapper's jitted calls (``jax.
         default_matmul_precision``): ``"highest"`` (true float32, default) or ``"default"`` (lets
-        GPUs/TPUs use TF32/bf16 passes: faster, ~1e-3 relative error). ``module.apply`` inside your
+        GPUs/TPUs use TF32/bf16 passes: faster, not float32-exact). ``module.apply`` inside your
         own jit follows your own precision setting.
       cache: reuse converted weights from the cache directory.
 
