@@ -340,6 +340,18 @@ def _conv_input_transpose(g, w, strides, padding, precision, in_hw):
     return acc[:, pt:pt + in_hw[0], pl:pl + in_hw[1], :]
 
 
+def _bilinear_tangent(y, tangents, input_tangent, kernel_tangent):
+    """Tangent of a convolution-like ``y = f(x, k)``, linear in each argument: the sum of the
+    terms whose tangent is not a symbolic zero (``symbolic_zeros=True`` rules), so a kernel
+    tangent is only computed when the kernel is differentiated, and likewise the input."""
+    tx, tk = tangents
+    terms = [fn(t) for fn, t in ((input_tangent, tx), (kernel_tangent, tk))
+             if not isinstance(t, jax.custom_derivatives.SymbolicZero)]
+    if not terms:
+        return jnp.zeros(y.shape, y.dtype)
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def _conv_small_cin(x, w, strides, padding, precision):
     return _conv_direct(x, w, strides, padding, precision)
@@ -350,23 +362,19 @@ def _conv_small_cin_jvp(strides, padding, precision, primals, tangents):
     transposes it back, runs the fast input gradient; the kernel tangent is the usual conv.
     (Symbolic zeros: a kernel tangent is only computed when the kernel is differentiated.)"""
     x, w = primals
-    tx, tw = tangents
     y = _conv_direct(x, w, strides, padding, precision)
-    t = None
-    if not isinstance(tx, jax.custom_derivatives.SymbolicZero):
+
+    def input_tangent(tx):
         transpose = jax.linear_transpose(
             lambda g: _conv_input_transpose(g, w, strides, padding, precision, x.shape[1:3]),
             jax.ShapeDtypeStruct(y.shape, tx.dtype))
         # Only XLA:CPU needs the rewrite; GPUs/TPUs keep their own convolution gradients.
-        t = lax.platform_dependent(
+        return lax.platform_dependent(
             tx, cpu=lambda a: transpose(a)[0],
             default=lambda a: _conv_direct(a, w, strides, padding, precision))
-    if not isinstance(tw, jax.custom_derivatives.SymbolicZero):
-        tk = _conv_direct(x, tw, strides, padding, precision)
-        t = tk if t is None else t + tk
-    if t is None:
-        t = jnp.zeros(y.shape, y.dtype)
-    return y, t
+
+    return y, _bilinear_tangent(y, tangents, input_tangent,
+                                lambda tw: _conv_direct(x, tw, strides, padding, precision))
 
 
 _conv_small_cin.defjvp(_conv_small_cin_jvp, symbolic_zeros=True)
@@ -498,22 +506,17 @@ def _conv_stride2_small_cin_jvp(precision, primals, tangents):
     """Forward: the faster formulation for the size; input tangent: the space-to-depth form,
     whose transpose (the input gradient under jax.grad) is the fast one on every size."""
     x, k = primals
-    tx, tk = tangents
     y = _conv_stride2_primal(x, k, precision)
-    t = None
-    if not isinstance(tx, jax.custom_derivatives.SymbolicZero):
-        t = lax.platform_dependent(
-            tx, cpu=lambda a: _s2d_stack_conv(a, k, precision),
-            default=lambda a: lax.conv_general_dilated(a, k, (2, 2), ((0, 0), (0, 0)),
-                                                       dimension_numbers=_NHWC,
-                                                       precision=precision))
-    if not isinstance(tk, jax.custom_derivatives.SymbolicZero):
-        tt = lax.conv_general_dilated(x, tk, (2, 2), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
-                                      precision=precision)
-        t = tt if t is None else t + tt
-    if t is None:
-        t = jnp.zeros(y.shape, y.dtype)
-    return y, t
+
+    def direct(a, b):
+        return lax.conv_general_dilated(a, b, (2, 2), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
+                                        precision=precision)
+
+    return y, _bilinear_tangent(
+        y, tangents,
+        lambda tx: lax.platform_dependent(tx, cpu=lambda a: _s2d_stack_conv(a, k, precision),
+                                          default=lambda a: direct(a, k)),
+        lambda tk: direct(x, tk))
 
 
 _conv_stride2_small_cin.defjvp(_conv_stride2_small_cin_jvp, symbolic_zeros=True)
