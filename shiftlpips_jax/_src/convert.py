@@ -28,6 +28,7 @@ from flax import traverse_util
 
 from . import layers
 from .backbones import AlexNet, ResNet18, SqueezeNet11, TorchEntry, VGG16
+from .errors import StateDictError
 from .lpips import SCALE, SHIFT
 
 __all__ = [
@@ -39,10 +40,6 @@ __all__ = [
     "merge_variables",
     "TORCHVISION_SKIP",
 ]
-
-
-class StateDictError(ValueError):
-    """A weight file does not match the model: missing, unexpected or mis-shaped tensors."""
 
 
 # Classification-head tensors of torchvision ImageNet models: not part of a trunk.

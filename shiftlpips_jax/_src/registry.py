@@ -39,6 +39,7 @@ from flax import traverse_util
 
 from . import convert
 from .backbones import make_backbone
+from .errors import WeightsError
 from .lpips import LPIPS
 from .torch_pickle import CheckpointFormatError, UnsafeCheckpointError, load_array_pickle, \
     load_torch_checkpoint
@@ -47,10 +48,6 @@ __all__ = ["PretrainedSource", "PRETRAINED", "WeightsError", "load_pretrained", 
            "sha256_file"]
 
 CACHE_FORMAT = 1
-
-
-class WeightsError(RuntimeError):
-    """A pretrained weight file is missing, corrupt or not the expected file."""
 
 
 @dataclasses.dataclass(frozen=True)

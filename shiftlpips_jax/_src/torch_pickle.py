@@ -32,20 +32,14 @@ from typing import Any, Callable
 import ml_dtypes
 import numpy as np
 
+from .errors import CheckpointFormatError, UnsafeCheckpointError
+
 __all__ = [
     "CheckpointFormatError",
     "UnsafeCheckpointError",
     "load_torch_checkpoint",
     "load_array_pickle",
 ]
-
-
-class CheckpointFormatError(ValueError):
-    """The file is not a readable PyTorch checkpoint / array pickle (corrupt, truncated, ...)."""
-
-
-class UnsafeCheckpointError(pickle.UnpicklingError):
-    """The pickle names a global that is not a tensor, storage or plain container."""
 
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C

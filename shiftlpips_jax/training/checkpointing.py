@@ -31,12 +31,9 @@ import jax
 import numpy as np
 
 from . import state as state_lib
+from shiftlpips_jax._src.errors import CheckpointError
 
 __all__ = ["Checkpointer", "CheckpointError"]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be written or does not fit this run."""
 
 
 class _IteratorSnapshot:

@@ -26,12 +26,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from shiftlpips_jax._src.errors import DataError
+
 __all__ = ["ArraySource", "ConcatSource", "open_2afc", "synthetic_2afc", "train_iterator", "val_batches",
            "check_batch", "DataError"]
-
-
-class DataError(ValueError):
-    """A training or validation batch could not be read or is malformed."""
 
 
 class ArraySource:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import shiftlpips_jax as sl
+from shiftlpips_jax._src.errors import NonFiniteLossError
 
 from . import checkpointing, init as init_lib, input_pipeline, objective, optim
 from . import state as state_lib
@@ -37,10 +38,6 @@ from . import step as step_lib
 
 __all__ = ["train_and_evaluate", "build_model", "NonFiniteLossError", "MetricsLog",
            "format_duration"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss or the gradient became NaN/inf; the run stopped."""
 
 
 def format_duration(seconds: float) -> str:
