@@ -53,24 +53,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prefix = f"shiftlpips {args.command}"
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        print(f"{prefix}: warning: {message}", file=sys.stderr)
+    from shiftlpips_jax._src.images import TransparencyWarning
 
     with warnings.catch_warnings():
-        from shiftlpips_jax._src.images import TransparencyWarning
         warnings.simplefilter("always", TransparencyWarning)
         default_show = warnings.showwarning
 
-        def route(message, category, *rest, **kw):
+        def show(message, category, *rest, **kwargs):
             if issubclass(category, TransparencyWarning):
-                return show(message, category, *rest, **kw)
-            return default_show(message, category, *rest, **kw)
+                print(f"{prefix}: warning: {message}", file=sys.stderr)
+            else:
+                default_show(message, category, *rest, **kwargs)
 
-        warnings.showwarning = route
+        warnings.showwarning = show
         try:
             return int(args.func(args) or 0)
         except ShiftLPIPSError as err:
+            # Bad input or an unusable file: one line. Anything else is a bug: traceback.
             print(f"{prefix}: error: {err}", file=sys.stderr)
             return 2
 

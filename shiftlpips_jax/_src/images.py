@@ -139,7 +139,8 @@ def _open_image(path: str, fh, max_pixels: int) -> Image.Image:
             im = Image.open(fh, formats=_formats())
     except Image.DecompressionBombError as err:
         raise InputError(f"image {path} declares a size over Pillow's decompression-bomb "
-                         f"limit ({err}); the limit here is {max_pixels:,} pixels") from None
+                         f"limit ({err}); the limit here is {max_pixels:,} pixels (--max-pixels "
+                         "raises both)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
         raise InputError(f"cannot read image {path}: {err} (expected a "
                          f"{'/'.join(IMAGE_FORMATS)} file)") from None
@@ -254,6 +255,10 @@ def load_rgb(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     Returns:
       (H, W, 3) uint8; 16-bit and other modes are scaled to 8 bits.
 
+    Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 179 Mpx before
+    it refuses) applies as well; the command line raises it with ``--max-pixels``
+    (:func:`allow_large_images`).
+
     Raises:
       PathNotFoundError: missing file. InputError: anything else that makes it unreadable
         (not a regular file, unknown format, truncated, too large, ...), naming ``path``.
@@ -357,8 +362,8 @@ def add_reading_args(parser, *, skip_errors: bool = True) -> None:
                              "composite-black (blend onto that background), error (refuse)")
     if skip_errors:
         parser.add_argument("--skip-errors", action="store_true",
-                            help="skip unreadable or unusable files (listed on stderr) instead "
-                                 "of stopping at the first")
+                            help="folder jobs: skip unreadable or unusable files (listed and "
+                                 "counted on stderr) instead of stopping at the first")
 
 
 def allow_large_images(max_pixels: int) -> None:
