@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -41,8 +42,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".
 # runs Ghostscript, and dozens of rarely used parsers) keeps the attack surface small. (Camera
 # JPEGs that Pillow reports as MPO are opened by its JPEG plugin.)
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "PPM", "TIFF", "WEBP", "GIF")
-# 4096 x 4096. The metric's activations take roughly 300 bytes per input pixel (ST-LPIPS alex,
-# float32), so this bounds one comparison to a few GB; --max-pixels raises it.
+# 4096 x 4096: every ordinary photo fits, absurd or hostile sizes do not. One float32 CPU
+# comparison takes about 330 bytes of memory per input pixel with ST-LPIPS alex and 1.3 kB with
+# vgg (peak RSS slopes between 1024^2 and 2048^2 / 512^2 and 1024^2 inputs), i.e. ~5 GiB / ~21
+# GiB at this limit; --max-pixels raises it.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 ALPHA_POLICIES = ("warn", "ignore", "composite-white", "composite-black", "error")
 
@@ -303,7 +306,6 @@ def heatmap(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
 
 def png_bytes(rgb: np.ndarray) -> bytes:
     """(H, W, 3) uint8 encoded as PNG."""
-    import io
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
     return buf.getvalue()
