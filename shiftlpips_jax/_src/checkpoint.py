@@ -201,7 +201,7 @@ def _check_backbone(path: str, desc: dict) -> None:
         value = desc[key]
         if want is not None and (type(value) is not want):
             raise _fail(path, f"'backbone.{key}' is {value!r} ({type(value).__name__}), "
-                              f"expected a {want.__name__}")
+                              f"expected {want.__name__}")
 
 
 def read_metadata(directory: str) -> dict:
@@ -232,7 +232,7 @@ def read_metadata(directory: str) -> dict:
             raise _fail(path, f"key '{key}' is missing")
         if type(meta[key]) is not kind:
             raise _fail(path, f"'{key}' is {meta[key]!r} ({type(meta[key]).__name__}), expected "
-                              f"a {kind.__name__}")
+                              f"{kind.__name__}")
     _check_backbone(path, meta["backbone"])
     if meta["version"] == VERSION:
         if not _VARIABLES_NAME.fullmatch(meta["variables"]):
