@@ -314,7 +314,8 @@ class Checkpointer:
                     f"it, move the steps after it out of the checkpoint directory (`mkdir -p "
                     f"{aside} && mv {moves} {aside}/`) and run the same command again.")
         else:
-            msg += "No earlier checkpoint in that directory verifies; start again in a new --workdir."
+            msg += ("No earlier checkpoint in that directory verifies; start again in a new "
+                    "--workdir.")
         if why.unreadable:
             msg += (" If the model or optimiser settings changed since it was written, use a new "
                     "--workdir.")
