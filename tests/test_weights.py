@@ -275,3 +275,24 @@ def test_torchvision_layout_skips_only_classifier(preset_goldens):
     with pytest.raises(sl.StateDictError, match="unexpected tensors .*bogus.weight"):
         convert.backbone_from_torch(dict(trunk, **{"bogus.weight": np.zeros(1)}), model.net,
                                     layout="torchvision")
+
+
+def test_cache_entry_declaring_a_huge_array_is_refused_before_reading(cache, example):
+    """A 2^40-element header on a few bytes of data: refused from the header, nothing read."""
+    import io
+    import zipfile
+
+    ref, p0, _ = example
+    want = float(sl.load("alex")(ref, p0))
+    path = registry.cache_path(ST_ALEX)
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (1 << 20, 1 << 20)})
+    members["params/lin0/kernel.npy"] = header.getvalue() + b"\0" * 16
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, blob in members.items():
+            zf.writestr(n, blob)
+    with pytest.warns(UserWarning, match=r"'params/lin0/kernel' is float32\(1048576, 1048576\)"):
+        assert float(sl.load("alex")(ref, p0)) == want

@@ -181,17 +181,50 @@ class _BadCache(Exception):
     """Why a cache entry is not used (the text goes into the warning)."""
 
 
+def _npz_headers(path: str) -> dict[str, tuple[np.dtype, tuple]]:
+    """``{name: (dtype, shape)}`` from the ``.npy`` headers of an ``.npz``, read before any
+    data, so an entry declaring huge arrays is refused without allocating them."""
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise _BadCache(f"unexpected member {info.filename!r}")
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    raise _BadCache(f"{info.filename}: .npy version {version}")
+            out[info.filename[:-4]] = (np.dtype(dtype), tuple(shape))
+    return out
+
+
 def _load_npz(path: str, template: dict, source: PretrainedSource) -> dict:
     """The verified variables of a cache entry; :class:`_BadCache` says why not."""
+    want = {k: (np.dtype(v.dtype), tuple(v.shape))
+            for k, v in digests.flatten(template).items()}
     try:
+        headers = _npz_headers(path)
+        missing = [k for k in _META_KEYS if k not in headers]
+        if missing:
+            raise _BadCache(f"it lacks {missing} (written by an older version?)")
+        names = sorted(set(want) ^ (set(headers) - set(_META_KEYS)))
+        if names:
+            raise _BadCache(f"its arrays do not match the model's names ({names[:4]})")
+        for k, (dtype, shape) in want.items():
+            if headers[k] != (dtype, shape):
+                raise _BadCache(f"'{k}' is {headers[k][0]}{headers[k][1]}, the model expects "
+                                f"{dtype}{shape}")
+        for k in _META_KEYS:
+            if headers[k][1] != () or headers[k][0].itemsize > 512:
+                raise _BadCache(f"'{k}' is {headers[k][0]}{headers[k][1]}, expected a scalar")
         with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in _META_KEYS if k not in data.files]
-            if missing:
-                raise _BadCache(f"it lacks {missing} (written by an older version?)")
             fmt = data["__format__"]
-            if fmt.shape != () or fmt.dtype.kind not in "iu" or int(fmt) != CACHE_FORMAT:
+            if fmt.dtype.kind not in "iu" or int(fmt) != CACHE_FORMAT:
                 raise _BadCache(f"cache format {fmt!r}, expected {CACHE_FORMAT}")
-            flat = {k: data[k] for k in data.files if k not in _META_KEYS}
+            flat = {k: data[k] for k in want}
             recorded_source = str(data["__source_sha256__"])
             recorded = str(data["__variables_sha256__"])
     except _BadCache:
@@ -201,15 +234,6 @@ def _load_npz(path: str, template: dict, source: PretrainedSource) -> dict:
     if recorded_source != source.sha256:
         raise _BadCache(f"it was converted from a file with sha256 {recorded_source}, not the "
                         f"registered {source.sha256}")
-    want = {k: v for k, v in digests.flatten(template).items()}
-    names = sorted(set(want) ^ set(flat))
-    if names:
-        raise _BadCache(f"its arrays do not match the model's names ({names[:4]})")
-    for k, t in want.items():
-        v = flat[k]
-        if v.dtype != np.dtype(t.dtype) or tuple(v.shape) != tuple(t.shape):
-            raise _BadCache(f"'{k}' is {v.dtype}{tuple(v.shape)}, the model expects "
-                            f"{np.dtype(t.dtype)}{tuple(t.shape)}")
     actual = digests.tree_digest(flat)
     if actual != source.variables_sha256:
         edited = "after it was written" if actual != recorded else "by a different converter"
