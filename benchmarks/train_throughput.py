@@ -63,8 +63,9 @@ class JaxBench:
         import numpy as np
 
         import shiftlpips_jax as sl
-        from shiftlpips_jax.training import init as init_lib, objective, optim
-        from shiftlpips_jax.training import state as state_lib, step as step_lib
+        from shiftlpips_jax._src.training import init as init_lib, objective, optim
+        from shiftlpips_jax._src.training import state as state_lib
+        from shiftlpips_jax.training import step as step_lib
 
         self.jax, self.step_lib = jax, step_lib
         model = sl.LPIPS(net=sl.make_backbone(net, variant))

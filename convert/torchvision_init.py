@@ -26,8 +26,8 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import shiftlpips_jax as sl  # noqa: E402
-from shiftlpips_jax._src import convert  # noqa: E402
-from shiftlpips_jax.training import init as init_lib  # noqa: E402
+from shiftlpips_jax._src.weights import convert  # noqa: E402
+from shiftlpips_jax._src.training import init as init_lib  # noqa: E402
 
 
 def _check_shapes(state, backbone, variables, source) -> None:

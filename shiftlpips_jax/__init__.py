@@ -20,10 +20,10 @@ from shiftlpips_jax._src.backbones import SqueezeNet11
 from shiftlpips_jax._src.backbones import VGG16
 from shiftlpips_jax._src.backbones import make_backbone
 from shiftlpips_jax._src.backbones import min_input_size
-from shiftlpips_jax._src.checkpoint import MetricCheckpointError
-from shiftlpips_jax._src.checkpoint import load_metric
-from shiftlpips_jax._src.checkpoint import save_metric
-from shiftlpips_jax._src.convert import StateDictError
+from shiftlpips_jax._src.weights.checkpoint import MetricCheckpointError
+from shiftlpips_jax._src.weights.checkpoint import load_metric
+from shiftlpips_jax._src.weights.checkpoint import save_metric
+from shiftlpips_jax._src.weights.convert import StateDictError
 from shiftlpips_jax._src.errors import ShiftLPIPSError
 from shiftlpips_jax._src.layers import blur_pool
 from shiftlpips_jax._src.lpips import LPIPS
@@ -31,8 +31,8 @@ from shiftlpips_jax._src.lpips import normalize_features
 from shiftlpips_jax._src.metric import Metric
 from shiftlpips_jax._src.metric import available_models
 from shiftlpips_jax._src.metric import load
-from shiftlpips_jax._src.registry import PRETRAINED
-from shiftlpips_jax._src.registry import WeightsError
+from shiftlpips_jax._src.weights.registry import PRETRAINED
+from shiftlpips_jax._src.weights.registry import WeightsError
 from shiftlpips_jax._src.torch_pickle import CheckpointFormatError
 from shiftlpips_jax._src.torch_pickle import UnsafeCheckpointError
 from shiftlpips_jax._src.torch_pickle import load_array_pickle

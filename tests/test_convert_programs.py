@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import registry
+from shiftlpips_jax._src.weights import registry
 from conftest import REPO
 
 

@@ -132,7 +132,7 @@ def _tree_digest(root) -> dict:
 @pytest.fixture
 def no_read(monkeypatch):
     """Fails the test if the dataset is read or a distance built before the output check."""
-    from shiftlpips_jax.data import _folder
+    from shiftlpips_jax._src.data import folder as _folder
     from shiftlpips_jax.evaluation import _distances
 
     def refuse(*args, **kwargs):

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import backbones, checkpoint, registry
+from shiftlpips_jax._src import backbones
+from shiftlpips_jax._src.weights import checkpoint, registry
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import io
 import os
 import re
 
-from shiftlpips_jax._src.compare_cli import run_example
+from shiftlpips_jax._src.compare import run_example
 from conftest import REPO
 
 README = open(os.path.join(REPO, "README.md")).read()

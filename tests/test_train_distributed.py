@@ -106,7 +106,7 @@ def test_two_processes_equal_four_devices(tmp_path):
 # Workers.
 
 def _source(n, seed=0):
-    from shiftlpips_jax.training import input_pipeline
+    from shiftlpips_jax._src.training import input_pipeline
     return input_pipeline.synthetic_2afc(n, size=IMAGE, seed=seed)
 
 
@@ -134,7 +134,8 @@ def worker_step(out_path):
     import jax.numpy as jnp
 
     import shiftlpips_jax as sl
-    from shiftlpips_jax.training import init, objective, optim, state as st, step as stp
+    from shiftlpips_jax._src.training import init, objective, optim, state as st
+    from shiftlpips_jax.training import step as stp
 
     model = sl.LPIPS(net=sl.make_backbone("alex", "vanilla"))
     rank = objective.RankNet()
@@ -202,7 +203,7 @@ def worker_loop(workdir, pid=None, nproc=None, port=None):
         jax.distributed.initialize(f"127.0.0.1:{port}", nproc, pid)
     from flax import traverse_util
 
-    from shiftlpips_jax.training import loop
+    from shiftlpips_jax._src.training import loop
 
     config = _tiny_config()
     full = _source(N_TRAIN)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import convert, registry
-from shiftlpips_jax._src.exporting import export_lpips
+from shiftlpips_jax._src.weights import convert, registry
+from shiftlpips_jax._src.weights.exporting import export_lpips
 
 ST_ALEX = registry.PRETRAINED[("alex", "shift_tolerant")]
 
@@ -82,7 +82,7 @@ def test_cache_is_written_atomically_and_reused(cache, monkeypatch, example):
 
 
 def test_registered_conversion_digests_match_the_installed_files():
-    from shiftlpips_jax._src import digests
+    from shiftlpips_jax._src.weights import digests
 
     for key, src in registry.PRETRAINED.items():
         variables, _ = registry.load_pretrained(*key, cache=False)
@@ -113,7 +113,7 @@ def _reshaped(flat):
 def _tiny_nudge_with_rewritten_digest(flat):
     """Changes one weight by one ulp and records the matching self-digest, as a careful editor
     would: the registered digest still refuses it."""
-    from shiftlpips_jax._src import digests
+    from shiftlpips_jax._src.weights import digests
 
     k = "params/lin2/kernel"
     flat[k] = np.nextafter(flat[k], np.float32(1)).astype(np.float32)

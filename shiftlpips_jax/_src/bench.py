@@ -108,7 +108,7 @@ def load_model(net: str, variant: str, dtype: str, *, random_init: bool = False)
     weights (``random_init``: no weight files needed; speed does not depend on the values)."""
     jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
     if random_init:
-        from . import registry
+        from .weights import registry
         module = registry.build_model(net, variant, dtype=jdtype)
         x = jnp.zeros((1, 64, 64, 3), jnp.float32)
         variables = module.init(jax.random.key(0), x, x)
@@ -338,7 +338,7 @@ def environment() -> dict:
 
 def _models(text: str, variant: str) -> list[tuple[str, str]]:
     from .backbones import NET_ALIASES
-    from .registry import PRETRAINED
+    from .weights.registry import PRETRAINED
     nets = [NET_ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
     variants = sorted({v for _, v in PRETRAINED}) if variant == "all" else [variant]
     out = []

@@ -27,20 +27,20 @@ from shiftlpips_jax.evaluation._distances import get_distance
 from shiftlpips_jax.evaluation._distances import l2_distance
 from shiftlpips_jax.evaluation._distances import learned_distance
 from shiftlpips_jax.evaluation._distances import ssim_distance
-from shiftlpips_jax.evaluation._runner import SHIFT_OFFSET
-from shiftlpips_jax.evaluation._runner import JNDResult
-from shiftlpips_jax.evaluation._runner import JNDSetResult
-from shiftlpips_jax.evaluation._runner import TwoAFCResult
-from shiftlpips_jax.evaluation._runner import TwoAFCSetResult
-from shiftlpips_jax.evaluation._runner import evaluate_2afc
-from shiftlpips_jax.evaluation._runner import evaluate_jnd
-from shiftlpips_jax.evaluation._scores import jnd_map
-from shiftlpips_jax.evaluation._scores import rank_flip_rate
-from shiftlpips_jax.evaluation._scores import rank_flips
-from shiftlpips_jax.evaluation._scores import rank_flips_better
-from shiftlpips_jax.evaluation._scores import twoafc_per_sample
-from shiftlpips_jax.evaluation._scores import twoafc_score
-from shiftlpips_jax.evaluation._scores import voc_ap
+from shiftlpips_jax._src.evaluation.runner import SHIFT_OFFSET
+from shiftlpips_jax._src.evaluation.runner import JNDResult
+from shiftlpips_jax._src.evaluation.runner import JNDSetResult
+from shiftlpips_jax._src.evaluation.runner import TwoAFCResult
+from shiftlpips_jax._src.evaluation.runner import TwoAFCSetResult
+from shiftlpips_jax._src.evaluation.runner import evaluate_2afc
+from shiftlpips_jax._src.evaluation.runner import evaluate_jnd
+from shiftlpips_jax._src.evaluation.scores import jnd_map
+from shiftlpips_jax._src.evaluation.scores import rank_flip_rate
+from shiftlpips_jax._src.evaluation.scores import rank_flips
+from shiftlpips_jax._src.evaluation.scores import rank_flips_better
+from shiftlpips_jax._src.evaluation.scores import twoafc_per_sample
+from shiftlpips_jax._src.evaluation.scores import twoafc_score
+from shiftlpips_jax._src.evaluation.scores import voc_ap
 
 __all__ = (
     "COLORSPACES",

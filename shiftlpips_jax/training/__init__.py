@@ -18,12 +18,12 @@ Example::
     result = training.train_and_evaluate(config, workdir="runs/alex_st")
 """
 
-from shiftlpips_jax.training.objective import RankNet
-from shiftlpips_jax.training.objective import bce_ranking_loss
-from shiftlpips_jax.training.objective import two_afc_score
-from shiftlpips_jax.training.optim import make_optimizer
-from shiftlpips_jax.training.optim import upstream_lr
-from shiftlpips_jax.training.state import TrainState
+from shiftlpips_jax._src.training.objective import RankNet
+from shiftlpips_jax._src.training.objective import bce_ranking_loss
+from shiftlpips_jax._src.training.objective import two_afc_score
+from shiftlpips_jax._src.training.optim import make_optimizer
+from shiftlpips_jax._src.training.optim import upstream_lr
+from shiftlpips_jax._src.training.state import TrainState
 from shiftlpips_jax.training.step import make_eval_step
 from shiftlpips_jax.training.step import make_mesh
 from shiftlpips_jax.training.step import make_train_step
@@ -32,7 +32,7 @@ from shiftlpips_jax.training.step import shard_batch
 
 def train_and_evaluate(config, workdir: str):
     """Runs (or resumes) training as configured; see :func:`loop.train_and_evaluate`."""
-    from shiftlpips_jax.training import loop
+    from shiftlpips_jax._src.training import loop
 
     return loop.train_and_evaluate(config, workdir)
 

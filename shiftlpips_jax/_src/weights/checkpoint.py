@@ -40,9 +40,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import backbones, digests
-from .errors import InputError, MetricCheckpointError
-from .lpips import LPIPS
+from shiftlpips_jax._src import backbones
+from shiftlpips_jax._src.errors import InputError, MetricCheckpointError
+from shiftlpips_jax._src.lpips import LPIPS
+from shiftlpips_jax._src.weights import digests
 
 __all__ = ["save_metric", "load_metric", "MetricCheckpointError", "METADATA_FILE"]
 
@@ -257,7 +258,7 @@ def _stored_shapes(path: str) -> dict[str, tuple]:
 def _load_once(directory: str, dtype: Any) -> tuple[LPIPS, dict, dict]:
     import orbax.checkpoint as ocp
 
-    from . import convert, registry
+    from shiftlpips_jax._src.weights import convert, registry
 
     meta = read_metadata(directory)
     json_path = os.path.join(directory, METADATA_FILE)

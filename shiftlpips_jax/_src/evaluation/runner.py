@@ -36,9 +36,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shiftlpips_jax.data import _folder
-from shiftlpips_jax.data._folder import BappsSource
-from shiftlpips_jax.evaluation import _scores as scores
+from shiftlpips_jax._src.data import folder as _folder
+from shiftlpips_jax._src.data.folder import BappsSource
+from shiftlpips_jax._src.evaluation import scores
 from shiftlpips_jax.evaluation._distances import Distance
 
 __all__ = ["evaluate_2afc", "evaluate_jnd", "TwoAFCResult", "TwoAFCSetResult", "JNDResult",

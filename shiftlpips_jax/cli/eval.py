@@ -36,8 +36,9 @@ from typing import Sequence, TextIO
 from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src import outputs
 from shiftlpips_jax._src.errors import InputError, PathNotFoundError
-from shiftlpips_jax.data import _folder
-from shiftlpips_jax.evaluation import _distances, _runner
+from shiftlpips_jax._src.data import folder as _folder
+from shiftlpips_jax.evaluation import _distances
+from shiftlpips_jax._src.evaluation import runner as _runner
 
 __all__ = ["run_eval", "add_parser", "per_sample_csv"]
 
@@ -63,7 +64,7 @@ def per_sample_csv(result) -> str:
         ns = (0,) + result.shifts if result.shifts else ()
         w.writerow(["set", "p0_path", "d0", "d1", "score", "judge"]
                    + [f"{k}_crop{n}" for n in ns for k in ("d0", "d1")])
-        from shiftlpips_jax.evaluation._scores import twoafc_per_sample
+        from shiftlpips_jax._src.evaluation.scores import twoafc_per_sample
         for s in result.sets:
             sc = twoafc_per_sample(s.d0, s.d1, s.judge)
             for i, path in enumerate(s.paths):
@@ -84,7 +85,7 @@ def _check_args(*, mode, net, variant, checkpoint, colorspace, load_size, shifts
     if mode not in _KNOWN:
         raise InputError(f"--mode must be 2afc or jnd; got {mode!r}")
     if checkpoint is None and net.lower() not in ("l2", "ssim", "dssim"):
-        from shiftlpips_jax._src.compare_cli import check_model_args
+        from shiftlpips_jax._src.compare import check_model_args
         check_model_args(net, variant)
     if colorspace.lower() not in [c.lower() for c in _distances.COLORSPACES]:
         raise InputError(f"unknown colorspace {colorspace!r}; expected one of "

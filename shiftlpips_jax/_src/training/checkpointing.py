@@ -41,7 +41,7 @@ import jax
 import numpy as np
 
 from . import state as state_lib
-from shiftlpips_jax._src import digests
+from shiftlpips_jax._src.weights import digests
 from shiftlpips_jax._src.errors import CheckpointError
 
 __all__ = ["Checkpointer", "CheckpointError"]

@@ -23,11 +23,11 @@ from shiftlpips_jax._src.errors import ShiftLPIPSError
 
 # subcommand -> module that implements it (each has add_parser(subparsers)).
 SUBCOMMANDS = {
-    "compare": "shiftlpips_jax._src.compare_cli",
-    "pairs": "shiftlpips_jax._src.compare_cli",
-    "example": "shiftlpips_jax._src.compare_cli",
-    "eval": "shiftlpips_jax.evaluation.cli",
-    "shift-study": "shiftlpips_jax.evaluation.shift_study",
+    "compare": "shiftlpips_jax._src.compare",
+    "pairs": "shiftlpips_jax._src.compare",
+    "example": "shiftlpips_jax._src.compare",
+    "eval": "shiftlpips_jax.cli.eval",
+    "shift-study": "shiftlpips_jax._src.evaluation.shift_study",
     "bench": "shiftlpips_jax._src.bench",
 }
 

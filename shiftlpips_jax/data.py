@@ -48,34 +48,34 @@ Example::
     batch = next(it); state = it.get_state()     # ... later: it.set_state(state)
 """
 
-from shiftlpips_jax.data._folder import BAPPS_2AFC_SETS
-from shiftlpips_jax.data._folder import BAPPS_JND_SETS
-from shiftlpips_jax.data._folder import BappsSource
-from shiftlpips_jax.data._folder import SetSpan
-from shiftlpips_jax.data._folder import read_2afc
-from shiftlpips_jax.data._folder import read_jnd
-from shiftlpips_jax.data._folder import resize_shorter_side
+from shiftlpips_jax._src.data.folder import BAPPS_2AFC_SETS
+from shiftlpips_jax._src.data.folder import BAPPS_JND_SETS
+from shiftlpips_jax._src.data.folder import BappsSource
+from shiftlpips_jax._src.data.folder import SetSpan
+from shiftlpips_jax._src.data.folder import read_2afc
+from shiftlpips_jax._src.data.folder import read_jnd
+from shiftlpips_jax._src.data.folder import resize_shorter_side
 
 # The TFDS and grain halves import heavy libraries (about 2 s); load them on first use so reading
 # folders (and `shiftlpips eval`) stays quick.
 _LAZY = {
-    "TWOAFC_KEYS": "_pipeline",
-    "make_2afc_loader": "_pipeline",
-    "Bapps2afc": "_tfds",
-    "BappsConfig": "_tfds",
-    "BappsJnd": "_tfds",
-    "bapps_2afc_builder": "_tfds",
-    "bapps_jnd_builder": "_tfds",
-    "build_2afc_tfds": "_tfds",
-    "build_jnd_tfds": "_tfds",
-    "split_name": "_tfds",
+    "TWOAFC_KEYS": "pipeline",
+    "make_2afc_loader": "pipeline",
+    "Bapps2afc": "tfds",
+    "BappsConfig": "tfds",
+    "BappsJnd": "tfds",
+    "bapps_2afc_builder": "tfds",
+    "bapps_jnd_builder": "tfds",
+    "build_2afc_tfds": "tfds",
+    "build_jnd_tfds": "tfds",
+    "split_name": "tfds",
 }
 
 
 def __getattr__(name):
     if name in _LAZY:
         import importlib
-        module = importlib.import_module(f"shiftlpips_jax.data.{_LAZY[name]}")
+        module = importlib.import_module(f"shiftlpips_jax._src.data.{_LAZY[name]}")
         return getattr(module, name)
     raise AttributeError(f"module 'shiftlpips_jax.data' has no attribute {name!r}")
 

@@ -30,7 +30,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from shiftlpips_jax.data import _folder
+from shiftlpips_jax._src.data import folder as _folder
 
 __all__ = ["Bapps2afc", "BappsJnd", "BappsConfig", "split_name", "bapps_2afc_builder",
            "bapps_jnd_builder", "build_2afc_tfds", "build_jnd_tfds"]

@@ -34,7 +34,7 @@ from shiftlpips_jax._src.errors import NonFiniteLossError
 
 from . import checkpointing, init as init_lib, input_pipeline, objective, optim
 from . import state as state_lib
-from . import step as step_lib
+from shiftlpips_jax.training import step as step_lib
 
 __all__ = ["train_and_evaluate", "build_model", "NonFiniteLossError", "MetricsLog",
            "format_duration"]

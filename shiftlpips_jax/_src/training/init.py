@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from shiftlpips_jax._src import convert
+from shiftlpips_jax._src.weights import convert
 
 __all__ = ["init_metric_variables", "torch_style_reinit", "load_trunk", "merge_trunk"]
 
@@ -116,7 +116,7 @@ def load_trunk(init_from: str) -> dict:
         metric = sl.load(net, variant="lpips")
         out = {"params": metric.params["params"]["net"]}
         return jax.device_get(out)
-    from shiftlpips_jax._src.checkpoint import load_metric
+    from shiftlpips_jax._src.weights.checkpoint import load_metric
 
     _, variables, _ = load_metric(init_from)
     out = {"params": variables["params"]["net"]}

@@ -26,10 +26,10 @@ import jax
 import numpy as np
 from flax import traverse_util
 
-from . import layers
-from .backbones import AlexNet, ResNet18, SqueezeNet11, TorchEntry, VGG16
-from .errors import StateDictError
-from .lpips import SCALE, SHIFT
+from shiftlpips_jax._src import layers
+from shiftlpips_jax._src.backbones import AlexNet, ResNet18, SqueezeNet11, TorchEntry, VGG16
+from shiftlpips_jax._src.errors import StateDictError
+from shiftlpips_jax._src.lpips import SCALE, SHIFT
 
 __all__ = [
     "StateDictError",

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import convert, registry
-from .backbones import make_backbone
-from .checkpoint import save_metric
-from .lpips import LPIPS
-from .torch_pickle import load_array_pickle, load_torch_checkpoint
+from shiftlpips_jax._src.backbones import make_backbone
+from shiftlpips_jax._src.lpips import LPIPS
+from shiftlpips_jax._src.torch_pickle import load_array_pickle, load_torch_checkpoint
+from shiftlpips_jax._src.weights import convert, registry
+from shiftlpips_jax._src.weights.checkpoint import save_metric
 
 __all__ = ["export_pretrained", "export_stlpips", "export_lpips"]
 

@@ -33,9 +33,10 @@ import numpy as np
 from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src import outputs
 from shiftlpips_jax._src.errors import InputError
-from shiftlpips_jax.data._folder import resize_shorter_side
-from shiftlpips_jax.evaluation import _chart, _distances
-from shiftlpips_jax.evaluation._runner import _tile
+from shiftlpips_jax._src.data.folder import resize_shorter_side
+from shiftlpips_jax._src.evaluation import chart as _chart
+from shiftlpips_jax.evaluation import _distances
+from shiftlpips_jax._src.evaluation.runner import _tile
 
 __all__ = ["MODELS", "DEFAULT_MODELS", "ShiftStudy", "human_same_rate", "shift_distances",
            "run_shift_study", "default_image", "add_parser"]
