@@ -233,16 +233,23 @@ def _summary_of_array(values, dtype="float32", shape=None):
             "head": a.ravel()[:8].tolist(), "sum": float(a.sum())}
 
 
-def summarize(obj):
-    """A JSON-able digest of a loaded object (what positive controls are compared with)."""
+def summarize(obj, _budget=None):
+    """A JSON-able digest of a loaded object (what positive controls are compared with); stops
+    after 10,000 nodes, so a tree that a broken reader expanded cannot stall the worker."""
+    budget = [10_000] if _budget is None else _budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        return "<truncated>"
+    if isinstance(obj, np.ndarray) and obj.dtype.kind not in "biuf":
+        return {"dtype": str(obj.dtype), "shape": list(obj.shape)}
     if isinstance(obj, np.ndarray):
         return {"dtype": str(obj.dtype), "shape": list(obj.shape),
                 "head": obj.astype(np.float64).ravel()[:8].tolist(),
                 "sum": float(obj.astype(np.float64).sum())}
     if isinstance(obj, dict):
-        return {str(k): summarize(x) for k, x in obj.items()}
+        return {str(k): summarize(x, budget) for k, x in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [summarize(x) for x in obj]
+        return [summarize(x, budget) for x in obj]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     return f"<{type(obj).__name__}>"
@@ -465,7 +472,7 @@ def deflate_bomb_data_pkl():
                      "file_size": 64 * MIB}])
 
 
-@case("zip", FORMAT, "decompression bomb")
+@case("zip", FORMAT, "entries overlap or lie about their sizes")
 def compress_size_beyond_file():
     # Claims 2 GiB of compressed data (the file has a few hundred bytes) inflating to 3.75 GiB.
     n = 0xF0000000 // 4
@@ -474,6 +481,42 @@ def compress_size_beyond_file():
         {"name": "archive/data/0", "payload": deflate(bytes(64)), "method": 8,
          "compress_size": 0x7FFFFFFF, "file_size": 0xF0000000},
     ])
+
+
+def _local_header(name: bytes, crc: int, size: int) -> bytes:
+    return struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, size, size,
+                       len(name), 0) + name
+
+
+def _central_header(name: bytes, crc: int, size: int, offset: int) -> bytes:
+    return struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, size,
+                       size, len(name), 0, 0, 0, 0, 0, offset) + name
+
+
+@case("zip", FORMAT, "verlap")
+def overlapping_entries():
+    # Stored entries nested like dolls: entry i's data is entry i+1's header and data, so 400
+    # storages of ~256 KiB each (100 MiB) come from one 256 KiB region of the file.
+    count = 400
+    names = [f"archive/data/{i}".encode() for i in range(count)]
+    data, meta = bytes(256 << 10), []
+    for name in reversed(names):
+        meta.append((name, zlib.crc32(data), len(data)))
+        data = _local_header(*meta[-1]) + data
+    meta.reverse()
+    body = state_dict(**{f"t{i}": tensor(storage(str(i), size, "ByteStorage"), 0, (1,))
+                         for i, (_, _, size) in enumerate(meta)})
+    pkl_name = b"archive/data.pkl"
+    out = _local_header(pkl_name, zlib.crc32(body), len(body)) + body
+    central = _central_header(pkl_name, zlib.crc32(body), len(body), 0)
+    offset = len(out)
+    for name, crc, size in meta:
+        central += _central_header(name, crc, size, offset)
+        offset += 30 + len(name)
+    start = len(out) + len(data)
+    n = count + 1
+    return out + data + central + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, n, n,
+                                              len(central), start, 0)
 
 
 @case("zip", FORMAT, "compression method 12")
@@ -898,7 +941,7 @@ def rebuild_parameter_from_an_int():
 @case("globals", UNSAFE, "refusing to call numpy.ndarray", loader="array")
 def numpy_ndarray_called_then_setitems():
     # numpy.ndarray((3,), 'O') would make an object array that SETITEMS fills with anything.
-    return pkl(call(g("numpy", "ndarray"), v((3,)), v("O")) + b"(K\x00" + g("os", "system") +
+    return pkl(call(g("numpy", "ndarray"), v((3,)), v("O")) + b"(K\x00" + v("any object") +
                b"u")
 
 
@@ -1255,13 +1298,14 @@ def _load_once(loader, path: str, seconds: int, traced: bool) -> dict:
     result: dict = {"error": None, "message": ""}
     try:
         obj = loader(path)
-        signal.alarm(0)
+        result["seconds"] = time.perf_counter() - t0
         result["summary"] = summarize(obj)
+        signal.alarm(0)
         del obj
     except BaseException as err:  # noqa: BLE001 - the worker reports everything
         signal.alarm(0)
         result["error"], result["message"] = type(err).__name__, str(err)[:2000]
-    result["seconds"] = time.perf_counter() - t0
+    result.setdefault("seconds", time.perf_counter() - t0)
     if traced:
         result["peak"] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()

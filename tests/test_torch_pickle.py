@@ -183,3 +183,15 @@ def test_tied_and_expanded_tensors(tmp_path):
         # One tensor under two names, and a second tensor object on the same view: one array.
         assert sd["a"] is sd["b"] and sd["a"] is sd["c"]
         np.testing.assert_array_equal(sd["ct"], sd["a"].T)
+
+
+def test_hostile_file_stops_a_conversion_before_anything_is_written(tmp_path):
+    """What convert/stlpips_to_orbax.py runs: the reader's error, no output, no 8 GiB array."""
+    import hostile_checkpoints as hc
+    from shiftlpips_jax._src.exporting import export_stlpips
+
+    bad = tmp_path / "alex_vanilla.pth"
+    bad.write_bytes(hc.zero_stride_8gib())
+    with pytest.raises(sl.CheckpointFormatError, match=r"alex_vanilla.pth: .*64 MiB allowed"):
+        export_stlpips(str(bad), str(tmp_path / "out"), net="alex", variant="vanilla")
+    assert sorted(os.listdir(tmp_path)) == ["alex_vanilla.pth"]

