@@ -554,7 +554,15 @@ def huge_central_directory():
     return data
 
 
-@case("zip", FORMAT, "zip directory", peak_mib=32)
+@case("control", None, peak_mib=24, expect={})
+def valid_zip_with_a_large_directory():
+    # 38,000 entries (a 2 MB directory), just inside the 2 MiB cap: zipfile's own parse of it is
+    # the most memory a zip's directory can cost.
+    return raw_zip([{"name": "archive/data.pkl", "payload": state_dict()}]
+                   + [{"name": f"x/{i}", "payload": b""} for i in range(38_000)])
+
+
+@case("zip", FORMAT, "zip directory")
 def two_hundred_thousand_entries():
     return raw_zip([{"name": "archive/data.pkl", "payload": state_dict()}]
                    + [{"name": f"x/{i}", "payload": b""} for i in range(200_000)])
@@ -1275,6 +1283,8 @@ def _loaders():
 
 
 def _limit_address_space(extra: int) -> None:
+    if not os.path.exists("/proc/self/statm"):  # not Linux: tracemalloc's peak still bounds
+        return
     with open("/proc/self/statm") as fh:
         pages = int(fh.read().split()[0])
     current = pages * os.sysconf("SC_PAGE_SIZE")
