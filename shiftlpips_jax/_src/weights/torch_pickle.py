@@ -50,7 +50,7 @@ from typing import Any, Callable
 import ml_dtypes
 import numpy as np
 
-from .errors import CheckpointFormatError, UnsafeCheckpointError
+from shiftlpips_jax._src.errors import CheckpointFormatError, UnsafeCheckpointError
 
 __all__ = [
     "CheckpointFormatError",
