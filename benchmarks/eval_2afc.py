@@ -42,7 +42,7 @@ def ours(net: str, variant: str, batches, shifts: tuple[int, ...]):
     from shiftlpips_jax._src.evaluation import runner as _runner
 
     dist = ev.get_distance(net, variant)
-    step = _runner.make_2afc_step(dist, shifts)
+    step = _runner.make_2afc_step(dist, shifts=shifts)
 
     def run():
         d0s, d1s = [], []

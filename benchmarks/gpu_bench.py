@@ -134,7 +134,7 @@ def jax_case(module, variables, w: bench.Workload, precision: str) -> bench.Case
         return jax.block_until_ready(out) if sync else out
 
     run.accepts_sync = True
-    return bench.Case(run, bench._flops(compiled))
+    return bench.Case(run, bench.flops_of(compiled))
 
 
 def torch_case(stlpips, device: str, w: bench.Workload) -> bench.Case:

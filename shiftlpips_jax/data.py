@@ -1,4 +1,4 @@
-"""BAPPS data: folder reading with validation, TFDS builders (ArrayRecord) and grain pipelines.
+"""BAPPS data: folder reading with validation, TFDS builders (ArrayRecord) and the grain loader.
 
 BAPPS (Zhang et al., CVPR 2018) is the perceptual-similarity dataset ST-LPIPS (Ghildyal & Liu,
 ECCV 2022) trains and evaluates on. Three ways in, all giving the same decoded records:
@@ -31,23 +31,27 @@ ECCV 2022) trains and evaluates on. Three ways in, all giving the same decoded r
    ``bapps_2afc_builder(data_dir, load_size, sets)`` opens a built one; ``build_jnd_tfds`` /
    ``bapps_jnd_builder`` do JND (``p0``, ``p1``, ``same``).
 
-3. **Grain** -- ``make_2afc_loader(source, *, batch_size, shuffle=True, seed=0, num_epochs=1,
-   shard_index=None, shard_count=None, drop_remainder=True, worker_count=0)`` takes either
-   source and returns grain's DataLoader iterator of host-local NumPy batches
-   ``{"ref","p0","p1": uint8 (B, H, W, 3), "judge": float32 (B,)}``, sharded by
-   ``jax.process_index()`` (unless given) with an ``IndexSampler``; ``it.get_state()`` /
-   ``it.set_state(state)`` resume exactly. Convert to [-1, 1] with ``x / 127.5 - 1`` (or pass
-   uint8 straight to ``Metric``).
+3. **Grain** -- ``make_loader(source, *, batch_size, shuffle=True, seed=0, num_epochs=1,
+   shard_index=None, shard_count=None, drop_remainder=True, pad_remainder=False, indices=None,
+   worker_count=0)`` takes any of these sources (and the in-memory :class:`ArraySource`,
+   :func:`synthetic_2afc`, :class:`ConcatSource`) and returns grain's DataLoader iterator of
+   host-local NumPy batches ``{"ref","p0","p1": uint8 (B, H, W, 3), "judge": float32 (B,)}``
+   (JND sources: ``p0``, ``p1``, ``same``), sharded by ``jax.process_index()`` (unless given);
+   ``it.get_state()`` / ``it.set_state(state)`` resume exactly. It is the package's one input
+   path: training reads shuffled full batches, validation and ``evaluation`` read every record
+   in order with ``pad_remainder=True`` (padded last batch plus a ``mask``). Convert to [-1, 1]
+   with ``x / 127.5 - 1`` (or pass uint8 straight to ``Metric``).
 
 Example::
 
     from shiftlpips_jax import data
     src = data.read_2afc("BAPPS/dataset/2afc", ["train/traditional", "train/cnn"])
     # or: src = data.build_2afc_tfds("BAPPS/dataset", "~/tfds").as_data_source()["train_cnn"]
-    it = data.make_2afc_loader(src, batch_size=50, seed=0, num_epochs=None)
+    it = data.make_loader(src, batch_size=50, seed=0, num_epochs=None)
     batch = next(it); state = it.get_state()     # ... later: it.set_state(state)
 """
 
+from shiftlpips_jax._src import lazy as _lazy
 from shiftlpips_jax._src.data.folder import BAPPS_2AFC_SETS
 from shiftlpips_jax._src.data.folder import BAPPS_JND_SETS
 from shiftlpips_jax._src.data.folder import BappsSource
@@ -55,51 +59,47 @@ from shiftlpips_jax._src.data.folder import SetSpan
 from shiftlpips_jax._src.data.folder import read_2afc
 from shiftlpips_jax._src.data.folder import read_jnd
 from shiftlpips_jax._src.data.folder import resize_shorter_side
+from shiftlpips_jax._src.data.sources import ArraySource
+from shiftlpips_jax._src.data.sources import ConcatSource
+from shiftlpips_jax._src.data.sources import synthetic_2afc
 
-# The TFDS and grain halves import heavy libraries (about 2 s); load them on first use so reading
-# folders (and `shiftlpips eval`) stays quick.
-_LAZY = {
-    "TWOAFC_KEYS": "pipeline",
-    "make_2afc_loader": "pipeline",
-    "Bapps2afc": "tfds",
-    "BappsConfig": "tfds",
-    "BappsJnd": "tfds",
-    "bapps_2afc_builder": "tfds",
-    "bapps_jnd_builder": "tfds",
-    "build_2afc_tfds": "tfds",
-    "build_jnd_tfds": "tfds",
-    "split_name": "tfds",
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        module = importlib.import_module(f"shiftlpips_jax._src.data.{_LAZY[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'shiftlpips_jax.data' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
-
+# The TFDS and grain halves import heavy libraries (about 2 s): loaded on first use.
+_PIPELINE = "shiftlpips_jax._src.data.pipeline"
+_TFDS = "shiftlpips_jax._src.data.tfds"
+__getattr__, __dir__ = _lazy.attach(__name__, {
+    "JND_KEYS": _PIPELINE,
+    "TWOAFC_KEYS": _PIPELINE,
+    "make_loader": _PIPELINE,
+    "Bapps2afc": _TFDS,
+    "BappsConfig": _TFDS,
+    "BappsJnd": _TFDS,
+    "bapps_2afc_builder": _TFDS,
+    "bapps_jnd_builder": _TFDS,
+    "build_2afc_tfds": _TFDS,
+    "build_jnd_tfds": _TFDS,
+    "split_name": _TFDS,
+}, deprecated={"make_2afc_loader": (_PIPELINE, "make_loader", "shiftlpips_jax.data.make_loader")})
 
 __all__ = (
+    "ArraySource",
     "BAPPS_2AFC_SETS",
     "BAPPS_JND_SETS",
     "Bapps2afc",
     "BappsConfig",
     "BappsJnd",
     "BappsSource",
+    "ConcatSource",
+    "JND_KEYS",
     "SetSpan",
     "TWOAFC_KEYS",
     "bapps_2afc_builder",
     "bapps_jnd_builder",
     "build_2afc_tfds",
     "build_jnd_tfds",
-    "make_2afc_loader",
+    "make_loader",
     "read_2afc",
     "read_jnd",
     "resize_shorter_side",
     "split_name",
+    "synthetic_2afc",
 )

@@ -23,7 +23,7 @@ def _refs(batches):
 
 
 def test_batches_are_numpy_dicts_in_source_order(source):
-    it = data.make_2afc_loader(source, batch_size=5, shuffle=False, shard_index=0,
+    it = data.make_loader(source, batch_size=5, shuffle=False, shard_index=0,
                                shard_count=1, drop_remainder=False)
     batches = list(it)
     assert [len(b["judge"]) for b in batches] == [5, 5, 2]
@@ -37,7 +37,7 @@ def test_batches_are_numpy_dicts_in_source_order(source):
 
 def test_shuffle_is_a_seeded_permutation_per_epoch(source):
     def run(seed):
-        return list(data.make_2afc_loader(source, batch_size=4, seed=seed, num_epochs=2,
+        return list(data.make_loader(source, batch_size=4, seed=seed, num_epochs=2,
                                           shard_index=0, shard_count=1))
     a, b, c = run(0), run(0), run(1)
     np.testing.assert_array_equal(_refs(a), _refs(b))
@@ -52,7 +52,7 @@ def test_shuffle_is_a_seeded_permutation_per_epoch(source):
 def test_shards_are_disjoint_and_cover_the_data(source):
     seen = []
     for k in range(3):
-        batches = list(data.make_2afc_loader(source, batch_size=2, shuffle=False,
+        batches = list(data.make_loader(source, batch_size=2, shuffle=False,
                                              shard_index=k, shard_count=3))
         assert len(batches) == 2  # 12 records / 3 hosts = 4 each = 2 batches
         seen.append(_refs(batches).reshape(4, -1))
@@ -62,12 +62,12 @@ def test_shards_are_disjoint_and_cover_the_data(source):
 
 def test_state_restores_exactly(source):
     kwargs = dict(batch_size=3, seed=7, num_epochs=None, shard_index=0, shard_count=1)
-    it = data.make_2afc_loader(source, **kwargs)
+    it = data.make_loader(source, **kwargs)
     for _ in range(5):
         next(it)
     state = it.get_state()
     expected = [next(it) for _ in range(4)]
-    fresh = data.make_2afc_loader(source, **kwargs)
+    fresh = data.make_loader(source, **kwargs)
     fresh.set_state(state)
     for want in expected:
         got = next(fresh)
@@ -80,13 +80,13 @@ def test_tfds_and_folder_sources_give_identical_batches(source, tmp_path):
     tf_src = builder.as_data_source()["train_cnn"]
     folder = data.read_2afc(source.root, ["train/cnn"])
     kw = dict(batch_size=2, seed=3, shard_index=0, shard_count=1)
-    for a, b in zip(data.make_2afc_loader(tf_src, **kw), data.make_2afc_loader(folder, **kw)):
+    for a, b in zip(data.make_loader(tf_src, **kw), data.make_loader(folder, **kw)):
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
 
 
 def test_bad_arguments(source):
     with pytest.raises(ValueError, match="shard_index"):
-        data.make_2afc_loader(source, batch_size=2, shard_index=3, shard_count=2)
+        data.make_loader(source, batch_size=2, shard_index=3, shard_count=2)
     with pytest.raises(ValueError, match="batch_size"):
-        data.make_2afc_loader(source, batch_size=0, shard_index=0, shard_count=1)
+        data.make_loader(source, batch_size=0, shard_index=0, shard_count=1)

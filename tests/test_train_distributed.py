@@ -106,8 +106,8 @@ def test_two_processes_equal_four_devices(tmp_path):
 # Workers.
 
 def _source(n, seed=0):
-    from shiftlpips_jax._src.training import input_pipeline
-    return input_pipeline.synthetic_2afc(n, size=IMAGE, seed=seed)
+    from shiftlpips_jax import data
+    return data.synthetic_2afc(n, size=IMAGE, seed=seed)
 
 
 def _tiny_config():

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from shiftlpips_jax.errors import NonFiniteLossError
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -165,7 +167,8 @@ def test_failed_save_never_corrupts_previous_checkpoint(tmp_path):
 def test_bad_example_names_its_file(tmp_path):
     from bapps_fixture import make_2afc
 
-    from shiftlpips_jax._src.training import input_pipeline, loop
+    from shiftlpips_jax._src.training import loop
+    from shiftlpips_jax.errors import DataError
     sys.path.insert(0, REPO)
     from train.configs import tiny
 
@@ -182,7 +185,7 @@ def test_bad_example_names_its_file(tmp_path):
     config.val_every = 0
     config.batch_size = 8
     config.data.shuffle = False
-    with pytest.raises(input_pipeline.DataError) as err:
+    with pytest.raises(DataError) as err:
         loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert bad in str(err.value) and "step 1" in str(err.value)
 
@@ -402,7 +405,7 @@ def test_nan_after_an_unverified_resume_does_not_call_it_good(tmp_path):
     ckpt.close()
     shutil.rmtree(workdir / "checkpoints" / "3" / "digest")  # as an earlier version wrote it
     with pytest.warns(UserWarning, match="step 3 .*no recorded digests"):
-        with pytest.raises(loop.NonFiniteLossError) as err:
+        with pytest.raises(NonFiniteLossError) as err:
             loop.train_and_evaluate(_small_config(max_steps=6), str(workdir))
     msg = str(err.value)
     assert "non-finite (NaN/inf) at step 4" in msg, msg

@@ -1,4 +1,4 @@
-"""``shiftlpips compare``, ``shiftlpips pairs`` and ``shiftlpips example``.
+"""The jobs behind ``shiftlpips compare``, ``shiftlpips pairs`` and ``shiftlpips example``.
 
 * ``compare A.png B.png`` prints the distance; ``compare DIR_A DIR_B`` compares same-named files
   and writes CSV (``--out`` or stdout); ``--spatial-map OUT.png`` (a directory for folder inputs,
@@ -14,7 +14,7 @@ jobs ``--skip-errors`` skips unreadable or unusable files and lists them on stde
 
 Example::
 
-    shiftlpips compare a.png b.png --net vgg --variant lpips
+    d = run_compare("a.png", "b.png", net="vgg", variant="lpips")   # prints and returns it
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from . import images, outputs
 from .errors import InputError, PathNotFoundError
 from .metric import Metric, available_models, load
 
-__all__ = ["compare_images", "compare_dirs", "compare_all_pairs", "run_example", "add_parser",
-           "heatmap_paths"]
+__all__ = ["compare_images", "compare_dirs", "compare_all_pairs", "run_example", "run_compare",
+           "run_pairs", "heatmap_paths", "check_model_args"]
 
 BATCH = 16
 
@@ -257,8 +257,15 @@ def compare_all_pairs(directory: str, metric: Metric, *, resize: bool = False,
     return [(a, b, d) for (a, b), (d, _) in zip(combos, results)], skipped
 
 
-def run_example(out=None) -> dict[str, tuple[float, float]]:
-    """The quickstart job: the bundled example triplet under every pretrained model."""
+def run_example(*, out=None) -> dict[str, tuple[float, float]]:
+    """The quickstart job: the bundled example triplet under every pretrained model.
+
+    Args:
+      out: the text stream for the table (default stdout).
+
+    Returns:
+      ``{"net/variant": (d(ref, p0), d(ref, p1))}``.
+    """
     out = out or sys.stdout
     ref = images.load_rgb(images.example_path("ex_ref"))
     p0 = images.load_rgb(images.example_path("ex_p0"))
@@ -278,7 +285,15 @@ def run_example(out=None) -> dict[str, tuple[float, float]]:
 
 
 def check_model_args(net: str, variant: str) -> None:
-    """Refuses an unknown ``--net`` / ``--variant`` before anything is loaded."""
+    """Refuses an unknown net / variant before anything is loaded.
+
+    Args:
+      net: a pretrained net name (or alias).
+      variant: a pretrained variant of it.
+
+    Raises:
+      InputError: listing the pretrained nets and variants.
+    """
     from .backbones import NET_ALIASES
     known = available_models()
     canonical = NET_ALIASES.get(net, net)
@@ -291,28 +306,17 @@ def check_model_args(net: str, variant: str) -> None:
                          f"variants: {variants}")
 
 
-def _metric_from_args(args) -> Metric:
-    if args.checkpoint:
-        return load(checkpoint=args.checkpoint)
-    return load(args.net, args.variant)
+def _metric(net: str, variant: str, checkpoint: str | None) -> Metric:
+    if checkpoint:
+        return load(checkpoint=checkpoint)
+    return load(net, variant)
 
 
-def _add_model_args(p) -> None:
-    p.add_argument("--net", default="alex", help="alex (default) or vgg")
-    p.add_argument("--variant", default="shift_tolerant",
-                   help="shift_tolerant (ST-LPIPS, default) or lpips (LPIPS v0.1)")
-    p.add_argument("--checkpoint", default=None,
-                   help="a metric directory (from convert/ or training) instead of --net/--variant")
-    p.add_argument("--resize", action="store_true",
-                   help="resize images of a different size to the first one's size (bicubic)")
-    images.add_reading_args(p)
-
-
-def _prepare(args) -> None:
-    """Checks shared by the subcommands, before anything is loaded."""
-    if not args.checkpoint:
-        check_model_args(args.net, args.variant)
-    images.allow_large_images(args.max_pixels)
+def _prepare(net: str, variant: str, checkpoint: str | None, max_pixels: int) -> None:
+    """Checks shared by the jobs, before anything is loaded."""
+    if not checkpoint:
+        check_model_args(net, variant)
+    images.allow_large_images(max_pixels)
 
 
 def _report_skipped(skipped, total: int, unit: str) -> None:
@@ -328,70 +332,72 @@ def _existing(path: str) -> str:
     return path
 
 
-def _cmd_compare(args) -> int:
-    _prepare(args)
-    a, b = _existing(args.a), _existing(args.b)
-    read = dict(max_pixels=args.max_pixels, alpha=args.alpha)
+def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tolerant",
+                checkpoint: str | None = None, resize: bool = False,
+                spatial_map: str | None = None, out: str | None = None,
+                skip_errors: bool = False, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+                alpha: str = "warn") -> float | list[tuple[str, float]]:
+    """The ``compare`` job: two images (prints the distance) or two folders (CSV).
+
+    Args:
+      a, b: two image files, or two folders (same-named images are compared).
+      net, variant: the pretrained model; ``checkpoint``: a metric directory instead.
+      resize: resize the second image of a pair to the first one's size (bicubic).
+      spatial_map: heat-map PNG (a folder for folder inputs); checked before any work.
+      out: CSV file for folder inputs (default stdout).
+      skip_errors: in folder jobs, skip unreadable or unusable files (listed on stderr).
+      max_pixels, alpha: see :func:`images.load_rgb`.
+
+    Returns:
+      The distance (files) or ``[(name, distance)]`` (folders).
+    """
+    _prepare(net, variant, checkpoint, max_pixels)
+    a, b = _existing(a), _existing(b)
+    read = dict(max_pixels=max_pixels, alpha=alpha)
     if os.path.isdir(a) or os.path.isdir(b):
         if not (os.path.isdir(a) and os.path.isdir(b)):
             raise InputError("compare takes two image files or two directories, not a mix")
-        common, _, maps, inputs = _plan_dirs(a, b, args.spatial_map)
-        csv_out = [("--out", args.out)]
+        common, _, maps, inputs = _plan_dirs(a, b, spatial_map)
+        csv_out = [("--out", out)]
         outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()] + csv_out,
                               inputs)
-        metric = _metric_from_args(args)
+        metric = _metric(net, variant, checkpoint)
         rows, unmatched, skipped = compare_dirs(
-            a, b, metric, resize=args.resize, spatial_map_dir=args.spatial_map,
-            skip_errors=args.skip_errors, extra_outputs=csv_out, **read)
+            a, b, metric, resize=resize, spatial_map_dir=spatial_map, skip_errors=skip_errors,
+            extra_outputs=csv_out, **read)
         for name in unmatched:
             print(f"warning: {name} has no same-named image in the other folder; skipped",
                   file=sys.stderr)
         _report_skipped(skipped, len(common), "image pairs")
-        _emit_csv(("name", "distance"), [(n, f"{d:.8g}") for n, d in rows], args.out)
-        return 0
-    outputs.check_outputs([("--spatial-map", args.spatial_map)], [a, b])
-    metric = _metric_from_args(args)
-    d = compare_images(a, b, metric, resize=args.resize, spatial_map=args.spatial_map, **read)
+        _emit_csv(("name", "distance"), [(n, f"{d:.8g}") for n, d in rows], out)
+        return rows
+    outputs.check_outputs([("--spatial-map", spatial_map)], [a, b])
+    metric = _metric(net, variant, checkpoint)
+    d = compare_images(a, b, metric, resize=resize, spatial_map=spatial_map, **read)
     print(f"{d:.6f}")
-    return 0
+    return d
 
 
-def _cmd_pairs(args) -> int:
-    _prepare(args)
-    names = images.list_images(args.dir)
-    outputs.check_outputs([("--out", args.out)], [os.path.join(args.dir, n) for n in names])
-    metric = _metric_from_args(args)
-    rows, skipped = compare_all_pairs(args.dir, metric, resize=args.resize,
-                                      skip_errors=args.skip_errors, max_pixels=args.max_pixels,
-                                      alpha=args.alpha)
+def run_pairs(directory: str, *, net: str = "alex", variant: str = "shift_tolerant",
+              checkpoint: str | None = None, resize: bool = False, out: str | None = None,
+              skip_errors: bool = False, max_pixels: int = images.DEFAULT_MAX_PIXELS,
+              alpha: str = "warn") -> list[tuple[str, str, float]]:
+    """The ``pairs`` job: every pair of images in ``directory``, as CSV.
+
+    Args:
+      directory: the folder.
+      net, variant, checkpoint, resize, skip_errors, max_pixels, alpha: as :func:`run_compare`.
+      out: CSV file (default stdout).
+
+    Returns:
+      ``[(a, b, distance)]``.
+    """
+    _prepare(net, variant, checkpoint, max_pixels)
+    names = images.list_images(directory)
+    outputs.check_outputs([("--out", out)], [os.path.join(directory, n) for n in names])
+    metric = _metric(net, variant, checkpoint)
+    rows, skipped = compare_all_pairs(directory, metric, resize=resize, skip_errors=skip_errors,
+                                      max_pixels=max_pixels, alpha=alpha)
     _report_skipped(skipped, len(names), "images")
-    _emit_csv(("a", "b", "distance"), [(a, b, f"{d:.8g}") for a, b, d in rows], args.out)
-    return 0
-
-
-def _cmd_example(args) -> int:
-    del args
-    run_example()
-    return 0
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("compare", help="distance between two images, or same-named images of "
-                                       "two folders (CSV)")
-    p.add_argument("a", help="image file or folder")
-    p.add_argument("b", help="image file or folder")
-    _add_model_args(p)
-    p.add_argument("--spatial-map", default=None, metavar="OUT",
-                   help="save a heat map of the spatial distance (PNG; for folder inputs a "
-                        "folder, not an input folder, receiving <name without extension>.png)")
-    p.add_argument("--out", default=None, help="CSV file for folder comparisons (default stdout)")
-    p.set_defaults(func=_cmd_compare)
-
-    p = sub.add_parser("pairs", help="distances between all pairs of images in a folder (CSV)")
-    p.add_argument("dir")
-    _add_model_args(p)
-    p.add_argument("--out", default=None, help="CSV file (default stdout)")
-    p.set_defaults(func=_cmd_pairs)
-
-    p = sub.add_parser("example", help="compare the bundled example images with every model")
-    p.set_defaults(func=_cmd_example)
+    _emit_csv(("a", "b", "distance"), [(a, b, f"{d:.8g}") for a, b, d in rows], out)
+    return rows

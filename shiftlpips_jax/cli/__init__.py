@@ -1,59 +1,62 @@
-"""The ``shiftlpips`` command line: a thin dispatcher over subcommand modules.
+"""The ``shiftlpips`` command line: a thin dispatcher over one module per subcommand.
 
-Each subcommand lives in its own module exposing ``add_parser(subparsers)`` (which registers its
-arguments and sets ``func``) and a plain function that tests call directly; this file only wires
-them up. Modules are imported lazily so ``shiftlpips --help`` stays fast. The library's own
-errors (:class:`~shiftlpips_jax._src.errors.ShiftLPIPSError`: bad input, unreadable or unsafe
-files) become a one-line message and exit status 2; anything else is a bug and keeps its
-traceback. Warnings about the input (a transparent image) print as one line too.
+Each subcommand module (``compare``, ``pairs``, ``example``, ``eval``, ``shift_study``,
+``bench``) exposes ``add_parser(subparsers)``, which registers its arguments and sets ``func``,
+a function that only unpacks the arguments and calls the library job the tests call too. This
+file wires them up. The library's own errors (:class:`~shiftlpips_jax.errors.ShiftLPIPSError`:
+bad input, unreadable or unsafe files) become a one-line message and exit status 2; anything
+else is a bug and keeps its traceback. Warnings about the input (a transparent image) print as
+one line too.
 
 Example::
 
     shiftlpips compare shiftlpips_jax/assets/ex_ref.png shiftlpips_jax/assets/ex_p0.png
+    python -m shiftlpips_jax.cli example
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import warnings
 
 from shiftlpips_jax._src.errors import ShiftLPIPSError
+from shiftlpips_jax._src.images import TransparencyWarning
+from shiftlpips_jax.cli import bench, compare, eval as eval_cmd, example, pairs, shift_study
 
-# subcommand -> module that implements it (each has add_parser(subparsers)).
-SUBCOMMANDS = {
-    "compare": "shiftlpips_jax._src.compare",
-    "pairs": "shiftlpips_jax._src.compare",
-    "example": "shiftlpips_jax._src.compare",
-    "eval": "shiftlpips_jax.cli.eval",
-    "shift-study": "shiftlpips_jax._src.evaluation.shift_study",
-    "bench": "shiftlpips_jax._src.bench",
-}
+__all__ = ["main", "build_parser"]
+
+SUBCOMMANDS = (compare, pairs, example, eval_cmd, shift_study, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``shiftlpips`` argument parser with every subcommand.
+
+    Returns:
+      The parser; ``parse_args`` gives a namespace whose ``func`` runs the command.
+    """
     parser = argparse.ArgumentParser(
         prog="shiftlpips",
         description="Shift-tolerant LPIPS (ST-LPIPS) and LPIPS perceptual distances in JAX.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module_name in dict.fromkeys(SUBCOMMANDS.values()):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            if err.name and module_name.startswith(err.name):
-                continue  # subcommand not part of this build
-            raise
+    for module in SUBCOMMANDS:
         module.add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the ``shiftlpips`` command.
+
+    Args:
+      argv: the arguments after the program name (default ``sys.argv[1:]``).
+
+    Returns:
+      The exit status: 0 done, 2 a library error (printed as one line).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     prefix = f"shiftlpips {args.command}"
-    from shiftlpips_jax._src.images import TransparencyWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", TransparencyWarning)
@@ -72,7 +75,3 @@ def main(argv: list[str] | None = None) -> int:
             # Bad input or an unusable file: one line. Anything else is a bug: traceback.
             print(f"{prefix}: error: {err}", file=sys.stderr)
             return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

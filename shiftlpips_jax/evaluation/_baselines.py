@@ -41,7 +41,14 @@ def to_uint8_values(x: jax.Array) -> jax.Array:
 
 
 def rgb_to_lab(rgb: jax.Array) -> jax.Array:
-    """sRGB in [0, 1], (..., 3) -> CIE Lab (L in [0, 100]), as ``skimage.color.rgb2lab``."""
+    """sRGB in [0, 1], (..., 3) -> CIE Lab (L in [0, 100]), as ``skimage.color.rgb2lab``.
+
+    Args:
+      rgb: sRGB values in [0, 1], channels last.
+
+    Returns:
+      float32 Lab of the same shape.
+    """
     rgb = jnp.asarray(rgb, jnp.float32)
     lin = jnp.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
     xyz = jnp.einsum("...c,kc->...k", lin, jnp.asarray(_XYZ_FROM_RGB / _D65[:, None], jnp.float32),
@@ -65,6 +72,7 @@ def ssim(x: jax.Array, y: jax.Array, *, data_range: float, win_size: int = 7, k1
       x, y: float images, same shape, H and W >= ``win_size``.
       data_range: the value range (255 for 8-bit values, 100 for Lab).
       win_size: odd uniform window size (skimage default 7).
+      k1, k2: the stabilising constants (skimage defaults 0.01, 0.03).
 
     Returns:
       (N,) float32: per image, the mean SSIM over the valid window positions and channels.
@@ -104,5 +112,13 @@ def l2_lab(lab_x: jax.Array, lab_y: jax.Array) -> jax.Array:
 
 
 def dssim(x: jax.Array, y: jax.Array, *, data_range: float) -> jax.Array:
-    """``(1 - SSIM) / 2``, (N,)."""
+    """``(1 - SSIM) / 2``, (N,).
+
+    Args:
+      x, y: (N, H, W, C) images.
+      data_range: the value range (255 for 8-bit values, 100 for Lab).
+
+    Returns:
+      (N,) float32 distances.
+    """
     return (1.0 - ssim(x, y, data_range=data_range)) / 2.0

@@ -53,11 +53,19 @@ _IMG_EXT = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
 _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}
 
 
-def resize_shorter_side(img: np.ndarray, load_size: int, resample: str = "bicubic") -> np.ndarray:
+def resize_shorter_side(img: np.ndarray, load_size: int, *, resample: str = "bicubic") -> np.ndarray:
     """torchvision ``Resize(load_size)`` on a PIL image: shorter side -> ``load_size``.
 
     The longer side becomes ``int(load_size * long / short)``; the image is returned unchanged when
     its shorter side already equals ``load_size``.
+
+    Args:
+      img: (H, W, 3) uint8.
+      load_size: the shorter side after resizing.
+      resample: ``"bicubic"`` or ``"bilinear"``.
+
+    Returns:
+      The resized (H', W', 3) uint8 image.
     """
     h, w = img.shape[:2]
     short, long = (w, h) if w <= h else (h, w)
@@ -223,7 +231,7 @@ class BappsSource:
                 f"wrong-size image {path}: {img.shape[0]}x{img.shape[1]} resizes to "
                 f"{got[0]}x{got[1]} at load_size={self.load_size}, but the images of "
                 f"{span.name} resize to {want[0]}x{want[1]}")
-        return resize_shorter_side(img, self.load_size, self.resample)
+        return resize_shorter_side(img, self.load_size, resample=self.resample)
 
     def __getitem__(self, index) -> dict:
         index = int(index)
@@ -451,6 +459,14 @@ def read_jnd(root, datasets: Iterable[str] | None = None, load_size: int = 64, *
     ``root`` holds ``val/`` (BAPPS ``dataset/jnd``); records hold ``p0``, ``p1`` and ``same``
     (float32, fraction of people who judged the pair identical). Upstream resizes JND images with
     ``transforms.Scale`` (bilinear), hence the default ``resample``.
+
+    Args:
+      root: the folder holding ``val/`` (BAPPS ``dataset/jnd``).
+      datasets, load_size, resample, verify_images, num_threads, skip_errors, max_pixels,
+        alpha: as :func:`read_2afc` (``resample`` defaults to ``"bilinear"``).
+
+    Returns:
+      A :class:`BappsSource` of JND pairs.
     """
     return _read("jnd", root, datasets, load_size, resample, ("p0", "p1"), "same",
                  BAPPS_JND_SETS, verify_images, num_threads, skip_errors, max_pixels, alpha)

@@ -39,7 +39,14 @@ _CHUNK = 256  # records decoded ahead by the thread pool while the writer consum
 
 
 def split_name(dataset: str) -> str:
-    """``"val/cnn"`` -> ``"val_cnn"`` (the TFDS split holding that BAPPS set)."""
+    """``"val/cnn"`` -> ``"val_cnn"`` (the TFDS split holding that BAPPS set).
+
+    Args:
+      dataset: a BAPPS set such as ``"val/cnn"``.
+
+    Returns:
+      The split name.
+    """
     return dataset.strip("/").replace("/", "_")
 
 
@@ -179,14 +186,32 @@ class BappsJnd(_BappsBuilder):
 
 def bapps_2afc_builder(data_dir, load_size: int = 64,
                        sets: Sequence[str] | None = None) -> Bapps2afc:
-    """The 2AFC builder for ``data_dir`` (reads a prepared dataset; no building)."""
+    """The 2AFC builder for ``data_dir`` (reads a prepared dataset; no building).
+
+    Args:
+      data_dir: the TFDS data directory holding ``bapps_2afc``.
+      load_size: the build's image size.
+      sets: the build's sets (default all).
+
+    Returns:
+      The :class:`Bapps2afc` builder (``.as_data_source()``).
+    """
     return Bapps2afc(data_dir=os.path.expanduser(os.fspath(data_dir)),
                      config=_config(load_size, sets), file_format="array_record")
 
 
 def bapps_jnd_builder(data_dir, load_size: int = 64,
                       sets: Sequence[str] | None = None) -> BappsJnd:
-    """The JND builder for ``data_dir`` (reads a prepared dataset; no building)."""
+    """The JND builder for ``data_dir`` (reads a prepared dataset; no building).
+
+    Args:
+      data_dir: the TFDS data directory holding ``bapps_jnd``.
+      load_size: the build's image size.
+      sets: the build's sets (default all).
+
+    Returns:
+      The :class:`BappsJnd` builder (``.as_data_source()``).
+    """
     return BappsJnd(data_dir=os.path.expanduser(os.fspath(data_dir)),
                     config=_config(load_size, sets), file_format="array_record")
 
@@ -232,5 +257,16 @@ def build_2afc_tfds(manual_dir, data_dir, load_size: int = 64,
 
 def build_jnd_tfds(manual_dir, data_dir, load_size: int = 64,
                    sets: Sequence[str] | None = None, *, num_threads: int = 8) -> BappsJnd:
-    """Builds the BAPPS JND TFDS dataset (see :func:`build_2afc_tfds`)."""
+    """Builds the BAPPS JND TFDS dataset (see :func:`build_2afc_tfds`).
+
+    Args:
+      manual_dir: the extracted BAPPS ``dataset`` folder (holding ``jnd/``).
+      data_dir: the TFDS data directory to write.
+      load_size: image size stored.
+      sets: JND sets to build (default all).
+      num_threads: decoding threads.
+
+    Returns:
+      The built :class:`BappsJnd` builder.
+    """
     return _prepare(bapps_jnd_builder(data_dir, load_size, sets), manual_dir, num_threads)

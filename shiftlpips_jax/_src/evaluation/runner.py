@@ -1,11 +1,13 @@
 """The evaluation runner: BAPPS 2AFC (+ crop-shift rank flips) and JND for any distance.
 
-Images are decoded several batches ahead while the device works on the current batch (dispatch
-is asynchronous; results are fetched one batch late): on a thread pool for small runs, and on a
-pool of spawned processes (one per CPU but one) for runs of 4,000+ triplets, since PNG decoding
-is largely Python-bound and threads top out near one core (on an H200 host: ~1-2k triplets/s
-with 16 threads vs >3k with 15 processes, which keeps the GPU busy). Every batch runs one jitted program; the last batch of a set is padded to the batch
-size so each image shape compiles once.
+Images come through the package's one input path, :func:`~shiftlpips_jax._src.data.pipeline.
+make_loader` (ordered, every record once, the last batch of each set padded to the batch size so
+each image shape compiles once), decoded several batches ahead while the device works on the
+current batch (dispatch is asynchronous; results are fetched one batch late): on grain's reader
+threads for small runs, and on grain worker processes (one per CPU but one) for runs of 4,000+
+triplets, since PNG decoding is largely Python-bound and threads top out near one core (on an
+H200 host: ~1-2k triplets/s with 16 threads vs >3k with 15 processes, which keeps the GPU
+busy). A progress bar (tqdm) shows the rate and ETA.
 
 Per 2AFC triplet the program computes the reference's features once for the full image and once
 for its crop, and reuses them for p0, p1 and every shift. The crop-shift follows upstream
@@ -22,81 +24,32 @@ Example::
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import dataclasses
 import math
 import os
-import sys
 import time
 import weakref
-from typing import Any, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shiftlpips_jax._src.data import folder as _folder
 from shiftlpips_jax._src.data.folder import BappsSource
+from shiftlpips_jax._src.data.pipeline import make_loader
+from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.evaluation import scores
-from shiftlpips_jax.evaluation._distances import Distance
+from shiftlpips_jax._src.images import to_unit_range
+from shiftlpips_jax._src.progress import progress_bar
+
+if TYPE_CHECKING:  # the public evaluation module imports this one
+    from shiftlpips_jax.evaluation._distances import Distance
 
 __all__ = ["evaluate_2afc", "evaluate_jnd", "TwoAFCResult", "TwoAFCSetResult", "JNDResult",
-           "JNDSetResult", "SHIFT_OFFSET", "Progress"]
+           "JNDSetResult", "SHIFT_OFFSET", "PRECISIONS", "make_2afc_step", "make_jnd_step",
+           "tile_features", "check_image_sizes", "default_threads", "auto_workers"]
 
 SHIFT_OFFSET = 3  # upstream --shift_offset: crops lose 3 columns so shifts of up to 3 px fit
-
-
-# ---------------------------------------------------------------------------------- progress
-class Progress:
-    """A one-line progress bar with rate and ETA on a text stream (no-op when disabled)."""
-
-    def __init__(self, total: int, desc: str, *, unit: str = "triplets", stream: TextIO | None = None,
-                 enabled: bool = True, min_interval: float = 0.25):
-        self.total, self.desc, self.unit = total, desc, unit
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.done = 0
-        self.start = time.perf_counter()
-        self._last = 0.0
-        self._min_interval = min_interval
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if self.enabled and (now - self._last >= self._min_interval or self.done >= self.total):
-            self._last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = now - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        frac = self.done / self.total if self.total else 1.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        width = 24
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        self.stream.write(f"\r{self.desc} [{bar}] {self.done}/{self.total} {rate:7.1f} "
-                          f"{self.unit}/s  elapsed {_clock(elapsed)}  ETA {_clock(eta)} ")
-        self.stream.flush()
-
-    def restart(self) -> None:
-        """Restarts the clock (after compilation, so rate and ETA reflect steady state)."""
-        self.start = time.perf_counter()
-
-    def close(self) -> None:
-        if self.enabled:
-            if self.done < self.total or self._last == 0.0:
-                self._draw(time.perf_counter())
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "--:--"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60:02d}:{rem % 60:02d}"
 
 
 # ---------------------------------------------------------------------------------- results
@@ -271,11 +224,17 @@ class JNDResult:
 
 
 # ---------------------------------------------------------------------------------- device side
-def _to_unit(x):
-    return x.astype(jnp.float32) / 127.5 - 1.0
+def tile_features(tree, k: int):
+    """Each leaf of a feature pytree repeated ``k`` times along the batch axis (a reference's
+    features, computed once, compared with ``k`` batches of images).
 
+    Args:
+      tree: feature pytree with a leading batch axis B.
+      k: repeats.
 
-def _tile(tree, k: int):
+    Returns:
+      The pytree with leading axis ``k * B``.
+    """
     return jax.tree.map(lambda a: jnp.concatenate([a] * k, axis=0), tree)
 
 
@@ -296,7 +255,7 @@ def _cached_step(dist: Distance, key: tuple, build):
     return steps[key]
 
 
-def make_2afc_step(dist: Distance, shifts: tuple[int, ...], offset: int = SHIFT_OFFSET,
+def make_2afc_step(dist: Distance, *, shifts: tuple[int, ...], offset: int = SHIFT_OFFSET,
                    precision: str = "highest"):
     """Jitted ``step(params, ref, p0, p1)`` on uint8 (B, H, W, 3) batches.
 
@@ -316,16 +275,16 @@ def make_2afc_step(dist: Distance, shifts: tuple[int, ...], offset: int = SHIFT_
 
         def _step(params, ref, p0, p1):
             b = ref.shape[0]
-            ref, p0, p1 = _to_unit(ref), _to_unit(p0), _to_unit(p1)
+            ref, p0, p1 = to_unit_range(ref), to_unit_range(p0), to_unit_range(p1)
             f_ref = features(params, ref)
             f_p = features(params, jnp.concatenate([p0, p1], axis=0))
-            d = compare(params, _tile(f_ref, 2), f_p)
+            d = compare(params, tile_features(f_ref, 2), f_p)
             out = {"d0": d[:b], "d1": d[b:]}
             if ns:
                 w = ref.shape[2] - offset
                 f_ref_crop = features(params, ref[:, :, :w])
                 crops = jnp.concatenate([p[:, :, n:n + w] for n in ns for p in (p0, p1)], axis=0)
-                ds = compare(params, _tile(f_ref_crop, 2 * len(ns)),
+                ds = compare(params, tile_features(f_ref_crop, 2 * len(ns)),
                              features(params, crops)).reshape(len(ns), 2, b)
                 out["d0_shift"], out["d1_shift"] = ds[:, 0], ds[:, 1]
             return out
@@ -335,7 +294,7 @@ def make_2afc_step(dist: Distance, shifts: tuple[int, ...], offset: int = SHIFT_
     return _cached_step(dist, ("2afc", tuple(shifts), offset, precision), build)
 
 
-def make_jnd_step(dist: Distance, precision: str = "highest"):
+def make_jnd_step(dist: Distance, *, precision: str = "highest"):
     """Jitted ``step(params, p0, p1) -> {"d": (B,)}`` on uint8 batches (cached while ``dist``
     is alive)."""
 
@@ -346,7 +305,7 @@ def make_jnd_step(dist: Distance, precision: str = "highest"):
 
         def _step(params, p0, p1):
             b = p0.shape[0]
-            f = features(params, _to_unit(jnp.concatenate([p0, p1], axis=0)))
+            f = features(params, to_unit_range(jnp.concatenate([p0, p1], axis=0)))
             f0 = jax.tree.map(lambda a: a[:b], f)
             f1 = jax.tree.map(lambda a: a[b:], f)
             return {"d": compare(params, f0, f1)}
@@ -357,121 +316,70 @@ def make_jnd_step(dist: Distance, precision: str = "highest"):
 
 
 # ---------------------------------------------------------------------------------- host side
-def _pad(batch: dict, size: int) -> dict:
-    n = len(next(iter(batch.values())))
-    if n == size:
-        return batch
-    return {k: np.concatenate([v, np.repeat(v[-1:], size - n, axis=0)]) for k, v in batch.items()}
-
-
 # Per compiled step, the (image shape, batch size) pairs already compiled; weak keys, so a step
 # dropped with its Distance is not kept alive here.
 _WARM: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
 
 
-class _Timer:
-    def __init__(self):
-        self.wait = 0.0
-        self.compile = 0.0
+def _run(source: BappsSource, step, params, keys, *, batch_size: int, num_threads: int,
+         workers: int, limit: int | None, bar_args: dict):
+    """Runs ``step`` over every set of ``source``.
 
-
-class _Prefetcher:
-    """Decodes batches ahead, in order, on threads or (``workers > 0``) spawned processes.
-
-    Decoding a PNG is mostly Python-bound, so threads top out near one core's rate; a process
-    pool scales with the cores (each worker receives the source once, then index lists).
-    Started before compilation so the first batches decode while XLA compiles.
+    Returns ``({set name: (indices, {output: concatenated})}, seconds, data wait, compile)``.
     """
+    plan = [(span, list(span.indices)[:limit]) for span in source.sets]
 
-    def __init__(self, source: BappsSource, chunks: list[list[int]], *, num_threads: int,
-                 workers: int, timer: _Timer):
-        self._timer = timer
-        self._it = iter(chunks)
-        if workers > 0:
-            import multiprocessing
-            self._ex = concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_folder.init_worker, initargs=(source,))
-            self._fn = _folder.load_batch_in_worker
-            depth = 3 * workers
-        else:
-            self._ex = concurrent.futures.ThreadPoolExecutor(max(1, num_threads))
-            self._fn = source.load_batch
-            depth = max(2, 2 * num_threads)
-        self._pending: collections.deque = collections.deque()
-        for chunk in self._it:
-            self._pending.append((chunk, self._ex.submit(self._fn, chunk)))
-            if len(self._pending) >= depth:
-                break
+    def loader(idx):
+        return make_loader(source, batch_size=batch_size, shuffle=False, pad_remainder=True,
+                           indices=idx, shard_index=0, shard_count=1, worker_count=workers,
+                           read_threads=num_threads)
 
-    def __iter__(self) -> Iterator[tuple[list[int], dict]]:
-        try:
-            while self._pending:
-                chunk, fut = self._pending.popleft()
-                t = time.perf_counter()
-                batch = fut.result()
-                self._timer.wait += time.perf_counter() - t
-                nxt = next(self._it, None)
-                if nxt is not None:
-                    self._pending.append((nxt, self._ex.submit(self._fn, nxt)))
-                yield chunk, batch
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        for _, fut in self._pending:
-            fut.cancel()
-        self._pending.clear()
-        self._ex.shutdown(wait=True, cancel_futures=True)
-
-
-def _run(source: BappsSource, spans, step, params, keys, batch_size, num_threads, workers,
-         limit, progress: Progress, timer: _Timer):
-    """Runs ``step`` over the spans; returns {set name: (indices, {output: concatenated})}."""
-    plan = []
-    for span in spans:
-        idx = list(span.indices)[: (limit if limit is not None else None)]
-        plan.append((span, idx))
-    chunks, owner = [], []
-    for k, (_, idx) in enumerate(plan):
-        for lo in range(0, len(idx), batch_size):
-            chunks.append(idx[lo:lo + batch_size])
-            owner.append(k)
-    prefetch = _Prefetcher(source, chunks, num_threads=num_threads, workers=workers, timer=timer)
-    try:
-        # Compile (and run once) every distinct image shape before the clock starts.
-        t0 = time.perf_counter()
-        for shape in dict.fromkeys(source.image_shape(span.name) for span, idx in plan if idx):
-            warm = _WARM.setdefault(step, set())
-            if (shape, batch_size) in warm:
-                continue
-            dummy = np.zeros((batch_size, *shape, 3), np.uint8)
-            jax.block_until_ready(step(params, *(dummy for _ in keys)))
-            warm.add((shape, batch_size))
-        timer.compile = time.perf_counter() - t0
-    except BaseException:
-        prefetch.close()
-        raise
-    progress.restart()
+    # Start decoding the first set while the programs compile.
+    loaders = {0: loader(plan[0][1])} if plan and plan[0][1] else {}
+    # Compile (and run once) every distinct image shape before the clock starts.
+    t0 = time.perf_counter()
+    for shape in dict.fromkeys(source.image_shape(span.name) for span, idx in plan if idx):
+        warm = _WARM.setdefault(step, set())
+        if (shape, batch_size) in warm:
+            continue
+        dummy = np.zeros((batch_size, *shape, 3), np.uint8)
+        jax.block_until_ready(step(params, *(dummy for _ in keys)))
+        warm.add((shape, batch_size))
+    compile_seconds = time.perf_counter() - t0
     outputs: list[list[dict]] = [[] for _ in plan]
     in_flight = None  # (set k, n valid, device outputs): fetched one batch late
+    wait = 0.0
+    bar = progress_bar(**bar_args)
+    start = time.perf_counter()
 
     def collect(item):
         k, n, dev = item
         host = jax.tree.map(lambda a: np.asarray(a), dev)
         host = {name: (v[..., :n] if v.ndim > 1 else v[:n]) for name, v in host.items()}
         outputs[k].append(host)
-        progress.update(n)
+        bar.update(n)
 
-    for j, (chunk, batch) in enumerate(prefetch):
-        n = len(chunk)
-        padded = _pad({key: batch[key] for key in keys}, batch_size)
-        dev = step(params, *(padded[key] for key in keys))  # async dispatch
+    try:
+        for k, (span, idx) in enumerate(plan):
+            if not idx:
+                continue
+            it = iter(loaders.pop(k, None) or loader(idx))
+            while True:
+                t = time.perf_counter()
+                batch = next(it, None)
+                wait += time.perf_counter() - t
+                if batch is None:
+                    break
+                n = int(batch["mask"].sum())
+                dev = step(params, *(batch[key] for key in keys))  # async dispatch
+                if in_flight is not None:
+                    collect(in_flight)
+                in_flight = (k, n, dev)
         if in_flight is not None:
             collect(in_flight)
-        in_flight = (owner[j], n, dev)
-    if in_flight is not None:
-        collect(in_flight)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
     results = {}
     for k, (span, idx) in enumerate(plan):
         merged = {}
@@ -480,7 +388,7 @@ def _run(source: BappsSource, spans, step, params, keys, batch_size, num_threads
                 axis = outputs[k][0][name].ndim - 1
                 merged[name] = np.concatenate([o[name] for o in outputs[k]], axis=axis)
         results[span.name] = (idx, merged)
-    return results
+    return results, seconds, wait, compile_seconds
 
 
 def _check_source(source: BappsSource, kind: str) -> None:
@@ -490,11 +398,11 @@ def _check_source(source: BappsSource, kind: str) -> None:
 
 def _check_common(batch_size: int, limit: int | None, num_threads: int) -> None:
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        raise InputError(f"batch_size must be >= 1; got {batch_size}")
     if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1; got {limit}")
+        raise InputError(f"limit must be >= 1; got {limit}")
     if num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1; got {num_threads}")
+        raise InputError(f"num_threads must be >= 1; got {num_threads}")
 
 
 PRECISIONS = ("highest", "default")
@@ -503,21 +411,60 @@ AUTO_WORKERS_MIN = 4000  # below this, spawning decode processes costs more than
 
 def _check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+        raise InputError(f"precision must be one of {PRECISIONS}; got {precision!r}")
     return precision
 
 
-def _auto_workers(workers: int | None, total: int) -> int:
+def auto_workers(workers: int | None, *, total: int) -> int:
+    """Decoding processes for a run of ``total`` records (``workers`` if given).
+
+    Args:
+      workers: the caller's choice (``None``: decide; 0: threads only).
+      total: records in the run.
+
+    Returns:
+      One per CPU but one (at most 16) for runs of 4,000+ records on 4+ CPUs, else 0.
+    """
     if workers is not None:
         if workers < 0:
-            raise ValueError(f"workers must be >= 0; got {workers}")
+            raise InputError(f"workers must be >= 0; got {workers}")
         return workers
     cpus = os.cpu_count() or 1
     return min(16, cpus - 1) if cpus >= 4 and total >= AUTO_WORKERS_MIN else 0
 
 
 def default_threads() -> int:
+    """Image-decoding threads: twice the CPU count, between 2 and 16.
+
+    Returns:
+      The thread count.
+    """
     return max(2, min(16, (os.cpu_count() or 2) * 2))
+
+
+def check_image_sizes(source: BappsSource, dist: Distance, *, shifts: Sequence[int]) -> None:
+    """Refuses sets whose images (after resizing) are too small for ``dist`` and the shifts.
+
+    Args:
+      source: the records.
+      dist: the distance (its ``min_size``).
+      shifts: crop-shifts to be scored (each removes ``SHIFT_OFFSET`` columns).
+
+    Raises:
+      InputError: naming the set, its size after resizing and the size needed.
+    """
+    need = dist.min_size + (SHIFT_OFFSET if shifts else 0)
+    for span in source.sets:
+        h, w = source.image_shape(span.name)
+        if min(h, w) < need:
+            raise InputError(f"{span.name}: images are {h}x{w} after resizing; {dist.name} "
+                             f"needs at least {need} pixels" + (" (crop-shifts remove "
+                             f"{SHIFT_OFFSET} columns)" if shifts else "")
+                             + "; raise the load size (--load-size)")
+
+
+def _bar(progress: bool, total: int, desc: str, unit: str, stream) -> dict:
+    return dict(total=total, desc=desc, unit=unit, file=stream, enabled=progress)
 
 
 def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] = (1, 2, 3),
@@ -536,7 +483,8 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
       workers: image-decoding processes instead of threads (default: one per CPU but one, at
         most 16, for runs of at least 4,000 triplets on machines with 4+ CPUs; 0 = threads).
       precision: ``"highest"`` (float32 everywhere) or ``"default"`` (TF32 on recent GPUs).
-      progress: draw a progress bar with ETA on ``stream`` (default stderr).
+      progress: draw a progress bar with rate and ETA on ``stream``.
+      stream: where the bar goes (default stderr).
 
     Returns:
       :class:`TwoAFCResult` holding every distance; ``.to_json()`` / ``.table()``.
@@ -545,23 +493,16 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
     shifts = tuple(sorted(dict.fromkeys(int(n) for n in shifts)))
     for n in shifts:
         if not 1 <= n <= SHIFT_OFFSET:
-            raise ValueError(f"shifts must be in 1..{SHIFT_OFFSET} (the crop offset); got {n}")
+            raise InputError(f"shifts must be in 1..{SHIFT_OFFSET} (the crop offset); got {n}")
     num_threads = num_threads or default_threads()
     _check_common(batch_size, limit, num_threads)
-    for span in source.sets:
-        h, w = source.image_shape(span.name)
-        need = dist.min_size + (SHIFT_OFFSET if shifts else 0)
-        if min(h, w) < need:
-            raise ValueError(f"{span.name}: images are {h}x{w} after resizing; {dist.name} "
-                             f"needs at least {need} pixels" + (" (crop-shifts remove "
-                             f"{SHIFT_OFFSET} columns)" if shifts else ""))
-    step = make_2afc_step(dist, shifts, SHIFT_OFFSET, _check_precision(precision))
+    check_image_sizes(source, dist, shifts=shifts)
+    step = make_2afc_step(dist, shifts=shifts, precision=_check_precision(precision))
     total = sum(min(len(s), limit) if limit else len(s) for s in source.sets)
-    bar = Progress(total, f"2afc {dist.name}", stream=stream, enabled=progress)
-    timer = _Timer()
-    raw = _run(source, source.sets, step, dist.params, ("ref", "p0", "p1"), batch_size,
-               num_threads, _auto_workers(workers, total), limit, bar, timer)
-    bar.close()
+    raw, seconds, wait, compile_s = _run(
+        source, step, dist.params, ("ref", "p0", "p1"), batch_size=batch_size,
+        num_threads=num_threads, workers=auto_workers(workers, total=total), limit=limit,
+        bar_args=_bar(progress, total, f"2afc {dist.name}", "triplets", stream))
     sets = []
     for span in source.sets:
         idx, out = raw[span.name]
@@ -573,31 +514,34 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
             d0_shift={n: out["d0_shift"][k] for k, n in enumerate(ns)},
             d1_shift={n: out["d1_shift"][k] for k, n in enumerate(ns)}))
     return TwoAFCResult(model=dist.name, model_key=dist.key, load_size=source.load_size,
-                        shifts=shifts, sets=sets, seconds=time.perf_counter() - bar.start,
-                        data_wait_seconds=timer.wait, compile_seconds=timer.compile)
+                        shifts=shifts, sets=sets, seconds=seconds, data_wait_seconds=wait,
+                        compile_seconds=compile_s)
 
 
 def evaluate_jnd(source: BappsSource, dist: Distance, *, batch_size: int = 50,
                  limit: int | None = None, num_threads: int | None = None,
                  workers: int | None = None, precision: str = "highest", progress: bool = True,
                  stream: TextIO | None = None) -> JNDResult:
-    """JND mAP of ``dist`` on every set of ``source`` (from :func:`read_jnd`); see
-    :func:`evaluate_2afc` for the arguments."""
+    """JND mAP of ``dist`` on every set of ``source``.
+
+    Args:
+      source: from :func:`shiftlpips_jax.data.read_jnd`.
+      dist, batch_size, limit, num_threads, workers, precision, progress, stream: as
+        :func:`evaluate_2afc`.
+
+    Returns:
+      :class:`JNDResult` holding every distance; ``.to_json()`` / ``.table()``.
+    """
     _check_source(source, "jnd")
     num_threads = num_threads or default_threads()
     _check_common(batch_size, limit, num_threads)
-    for span in source.sets:
-        h, w = source.image_shape(span.name)
-        if min(h, w) < dist.min_size:
-            raise ValueError(f"{span.name}: images are {h}x{w} after resizing; {dist.name} "
-                             f"needs at least {dist.min_size} pixels")
-    step = make_jnd_step(dist, _check_precision(precision))
+    check_image_sizes(source, dist, shifts=())
+    step = make_jnd_step(dist, precision=_check_precision(precision))
     total = sum(min(len(s), limit) if limit else len(s) for s in source.sets)
-    bar = Progress(total, f"jnd {dist.name}", unit="pairs", stream=stream, enabled=progress)
-    timer = _Timer()
-    raw = _run(source, source.sets, step, dist.params, ("p0", "p1"), batch_size, num_threads,
-               _auto_workers(workers, total), limit, bar, timer)
-    bar.close()
+    raw, seconds, wait, compile_s = _run(
+        source, step, dist.params, ("p0", "p1"), batch_size=batch_size,
+        num_threads=num_threads, workers=auto_workers(workers, total=total), limit=limit,
+        bar_args=_bar(progress, total, f"jnd {dist.name}", "pairs", stream))
     sets = []
     for span in source.sets:
         idx, out = raw[span.name]
@@ -606,5 +550,4 @@ def evaluate_jnd(source: BappsSource, dist: Distance, *, batch_size: int = 50,
             paths=[os.path.relpath(source.paths["p0"][i], source.root) for i in idx],
             same=source.labels[idx].astype(np.float64), d=out["d"]))
     return JNDResult(model=dist.name, model_key=dist.key, load_size=source.load_size, sets=sets,
-                     seconds=time.perf_counter() - bar.start, data_wait_seconds=timer.wait,
-                     compile_seconds=timer.compile)
+                     seconds=seconds, data_wait_seconds=wait, compile_seconds=compile_s)

@@ -1,4 +1,4 @@
-"""``shiftlpips shift-study``: distance versus pixel shift, beside people's "same" judgements.
+"""The shift study (``shiftlpips shift-study``): distance versus pixel shift, beside people.
 
 The paper's user study (Ghildyal & Liu, ECCV 2022, project page table "Pixel shift / Said Yes
 (Same)") asked people whether an image and its copy shifted by 0-9 pixels were the same; the
@@ -11,10 +11,10 @@ curves can be compared. It also prints (and writes with ``--csv``) the raw numbe
 each normalised curve against people's, and the Pearson correlation of the raw distances with
 people's "different" rate.
 
-Usage::
+Example::
 
-    shiftlpips shift-study                     # the bundled photo (CC0), all models, study.png
-    shiftlpips shift-study a.png b.jpg --max-shift 9 --out study.png --csv study.csv
+    study = run_shift_study(["a.png"], max_shift=9, out="study.png", csv_path="study.csv")
+    print(study.table())
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ from shiftlpips_jax._src import outputs
 from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.data.folder import resize_shorter_side
 from shiftlpips_jax._src.evaluation import chart as _chart
+from shiftlpips_jax._src.evaluation.runner import tile_features
+from shiftlpips_jax._src.images import to_unit_range
 from shiftlpips_jax.evaluation import _distances
-from shiftlpips_jax._src.evaluation.runner import _tile
 
 __all__ = ["MODELS", "DEFAULT_MODELS", "ShiftStudy", "human_same_rate", "shift_distances",
-           "run_shift_study", "default_image", "add_parser"]
+           "run_shift_study", "default_image", "DESCRIPTION"]
 
 # id -> (net, variant, label)
 MODELS = {
@@ -50,7 +51,8 @@ MODELS = {
     "l2": ("l2", "RGB", "L2 (RGB)"),
 }
 DEFAULT_MODELS = tuple(MODELS)
-_ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets")
+_ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "assets")
 
 
 def default_image() -> str:
@@ -88,13 +90,13 @@ def shift_distances(image: np.ndarray, dist: _distances.Distance, max_shift: int
     if min(h, width) < dist.min_size:
         raise InputError(f"image of {h}x{w} is too small for shifts up to {max_shift} with "
                          f"{dist.name} (needs {dist.min_size} pixels after cropping)")
-    x = jnp.asarray(image, jnp.float32)[None] / 127.5 - 1.0
+    x = to_unit_range(jnp.asarray(image)[None])
     shifted = jnp.concatenate([x[:, :, n:n + width] for n in range(max_shift + 1)])
     with jax.default_matmul_precision("highest"):
         f = dist.features(dist.params, shifted)
         # The reference crop is the n = 0 crop: reuse its features for every shift.
         f_ref = jax.tree.map(lambda a: a[:1], f)
-        d = dist.compare(dist.params, _tile(f_ref, max_shift + 1), f)
+        d = dist.compare(dist.params, tile_features(f_ref, max_shift + 1), f)
     return np.asarray(d, np.float64)
 
 
@@ -246,25 +248,6 @@ def run_shift_study(images: Sequence[str] | None = None, *, max_shift: int = 9,
     return study
 
 
-def _cmd(args) -> int:
-    run_shift_study(args.images, max_shift=args.max_shift, models=args.models,
-                    load_size=args.load_size or None, out=args.out, csv_path=args.csv)
-    return 0
-
-
-def add_parser(sub) -> None:
-    import argparse
-    p = sub.add_parser("shift-study", help="distance vs pixel shift for ST-LPIPS, LPIPS and L2 "
-                                           "beside the paper's user study",
-                       description=__doc__.split("Usage::")[0],
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="*", metavar="IMAGE",
-                   help="image files (default: a bundled photo)")
-    p.add_argument("--max-shift", type=int, default=9, help="largest shift in pixels (default 9)")
-    p.add_argument("--out", default="shift_study.png", help="chart PNG (default shift_study.png)")
-    p.add_argument("--csv", default=None, help="also write the numbers as CSV")
-    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), choices=list(MODELS),
-                   metavar="MODEL", help=f"models to run (default all: {' '.join(MODELS)})")
-    p.add_argument("--load-size", type=int, default=256,
-                   help="resize so the shorter side is this (bicubic; 0 keeps; default 256)")
-    p.set_defaults(func=_cmd)
+# The command's --help text: this module's synopsis up to its example.
+DESCRIPTION = __doc__.split("Example::")[0].replace(
+    "The shift study (``shiftlpips shift-study``): ", "", 1)

@@ -106,7 +106,7 @@ def load_trunk(init_from: str) -> dict:
 
     Args:
       init_from: a metric directory (``convert/torchvision_init.py`` output or any
-        :func:`sl.save_metric` directory) or ``"registry:alex"`` / ``"registry:vgg"`` (the
+        :func:`sl.weights.save_metric` directory) or ``"registry:alex"`` / ``"registry:vgg"`` (the
         ImageNet trunks bundled with the offline LPIPS v0.1 weights).
     """
     if init_from.startswith("registry:"):

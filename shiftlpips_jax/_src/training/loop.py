@@ -1,13 +1,13 @@
 """``train_and_evaluate(config, workdir)``: the whole run, resumable, multi-host.
 
-Order of initialisation (STYLE 12): resume from ``WORKDIR/checkpoints`` if a checkpoint exists
+Order of initialisation: resume from ``WORKDIR/checkpoints`` if a checkpoint exists
 (state, optimiser, data position, rng); else build the model and load ``config.init_from`` (a
 pretrained trunk); else start from scratch with PyTorch-style init. Then, every step: a host-local
 batch from grain -> a global array sharded on ``"data"`` -> the pure train step. Metrics stay on
 device until a log step; log steps write ``WORKDIR/metrics.jsonl`` and a progress line with
 triplets/s and ETA; checkpoint steps save asynchronously; validation steps score 2AFC on the val
 sets. A non-finite loss stops the run (:class:`NonFiniteLossError`) before anything past it is
-saved. At the end the metric is exported to ``WORKDIR/metric`` (``sl.save_metric``), which
+saved. At the end the metric is exported to ``WORKDIR/metric`` (``sl.weights.save_metric``), which
 ``sl.load(checkpoint=...)`` and ``shiftlpips eval ROOT --checkpoint ...`` read.
 
 Example::
@@ -29,24 +29,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import shiftlpips_jax as sl
-from shiftlpips_jax._src.errors import NonFiniteLossError
-
-from . import checkpointing, init as init_lib, input_pipeline, objective, optim
-from . import state as state_lib
+from shiftlpips_jax._src import outputs
+from shiftlpips_jax._src.backbones import make_backbone
+from shiftlpips_jax._src.data.pipeline import make_loader
+from shiftlpips_jax._src.errors import DataError, InputError, NonFiniteLossError
+from shiftlpips_jax._src.lpips import LPIPS
+from shiftlpips_jax._src.progress import format_interval, progress_bar, write_line
+from shiftlpips_jax._src.training import checkpointing, init as init_lib, input_pipeline
+from shiftlpips_jax._src.training import objective, optim
+from shiftlpips_jax._src.training import state as state_lib
+from shiftlpips_jax._src.weights.checkpoint import save_metric
 from shiftlpips_jax.training import step as step_lib
 
-__all__ = ["train_and_evaluate", "build_model", "NonFiniteLossError", "MetricsLog",
-           "format_duration"]
-
-
-def format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+__all__ = ["train_and_evaluate", "build_model", "MetricsLog"]
 
 
 class MetricsLog:
@@ -72,10 +67,7 @@ class MetricsLog:
                         continue  # a line cut by a crash
                     if entry.get("step", 0) <= resume_step:
                         kept.append(line if line.endswith("\n") else line + "\n")
-            tmp = self.path + ".tmp"
-            with open(tmp, "w") as fh:
-                fh.writelines(kept)
-            os.replace(tmp, self.path)
+            outputs.atomic_write_text(self.path, "".join(kept))
 
     def write(self, entry: dict) -> None:
         if not self.enabled:
@@ -84,29 +76,36 @@ class MetricsLog:
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
 
 
-def build_model(config) -> sl.LPIPS:
-    """The LPIPS module of ``config`` (net, variant, ablation knobs, dtype, dropout)."""
+def build_model(config) -> LPIPS:
+    """The LPIPS module of a training config.
+
+    Args:
+      config: the run's config (``net``, ``variant``, ``knobs``, ``dtype``, ``dropout``).
+
+    Returns:
+      The (untrained) :class:`LPIPS` module.
+    """
     knobs = dict(config.get("knobs", {}) or {})
     dtype = jnp.dtype(config.get("dtype", "float32"))
-    backbone = sl.make_backbone(config.net, config.variant, dtype=dtype, **knobs)
-    return sl.LPIPS(net=backbone, use_dropout=bool(config.dropout))
+    backbone = make_backbone(config.net, config.variant, dtype=dtype, **knobs)
+    return LPIPS(net=backbone, use_dropout=bool(config.dropout))
 
 
 def _validate(config, per_host: int):
     n_dev, n_proc = jax.device_count(), jax.process_count()
     if config.batch_size % n_dev:
-        raise ValueError(f"batch_size {config.batch_size} must divide evenly over the "
+        raise InputError(f"batch_size {config.batch_size} must divide evenly over the "
                          f"{n_dev} devices of the mesh")
     if config.eval_batch_size % n_dev:
-        raise ValueError(f"eval_batch_size {config.eval_batch_size} must divide over {n_dev} "
+        raise InputError(f"eval_batch_size {config.eval_batch_size} must divide over {n_dev} "
                          "devices")
     if per_host * n_proc != config.batch_size:
-        raise ValueError(f"batch_size {config.batch_size} must divide over {n_proc} processes")
+        raise InputError(f"batch_size {config.batch_size} must divide over {n_proc} processes")
     if not config.train_trunk and not config.init_from:
-        raise ValueError("train_trunk=False freezes the trunk: give a pretrained one with "
+        raise InputError("train_trunk=False freezes the trunk: give a pretrained one with "
                          "init_from=<metric dir> or init_from='registry:alex'")
     if config.clamp not in optim.CLAMP_RULES:
-        raise ValueError(f"clamp must be one of {optim.CLAMP_RULES}, got {config.clamp!r}")
+        raise InputError(f"clamp must be one of {optim.CLAMP_RULES}, got {config.clamp!r}")
 
 
 def _fresh_state(config, model, rank_model, key):
@@ -122,17 +121,9 @@ def _fresh_state(config, model, rank_model, key):
     return params, variables.get("batch_stats", {})
 
 
-def _fmt_rate(rate) -> str:
-    return "-" if rate is None else f"{rate:.1f}"
-
-
-def _fmt_eta(eta) -> str:
-    return "-" if eta is None else format_duration(eta)
-
-
 def _log(primary: bool, msg: str) -> None:
-    if primary:
-        print(msg, flush=True)
+    if primary:  # above the progress bar, if one is drawn
+        write_line(msg)
 
 
 def _meta(config, num_train: int) -> dict:
@@ -148,8 +139,9 @@ def evaluate(eval_step, mesh, variables, val_sources: dict, *, per_host_batch: i
     for name, source in val_sources.items():
         total = count = 0.0
         pending = []
-        for batch in input_pipeline.val_batches(source, per_host_batch=per_host_batch,
-                                                shard_by_process=shard_by_process):
+        shard = {} if shard_by_process else {"shard_index": 0, "shard_count": 1}
+        for batch in make_loader(source, batch_size=per_host_batch, shuffle=False,
+                                 pad_remainder=True, **shard):
             out = eval_step(variables, step_lib.shard_batch(mesh, batch) |
                             {"mask": _shard(mesh, batch["mask"])})
             pending.append((out["score_sum"], out["count"]))
@@ -168,11 +160,11 @@ def _shard(mesh, x):
 
 
 def _save_metric_single_process(export_dir, model, host_vars, kwargs):
-    """Runs ``sl.save_metric`` in a fresh single-process JAX (CPU only)."""
+    """Runs ``sl.weights.save_metric`` in a fresh single-process JAX (CPU only)."""
     import jax as jax_child
 
     jax_child.config.update("jax_platforms", "cpu")
-    sl.save_metric(export_dir, model, host_vars, overwrite=True, **kwargs)
+    save_metric(export_dir, model, host_vars, overwrite=True, **kwargs)
 
 
 def _export(config, workdir: str, model, variables, step: int, val: dict, primary: bool):
@@ -183,7 +175,7 @@ def _export(config, workdir: str, model, variables, step: int, val: dict, primar
     host_vars = jax.device_get(variables)
     kwargs = dict(net=config.net, variant=config.variant, extra=extra)
     if jax.process_count() == 1:
-        sl.save_metric(export_dir, model, host_vars, overwrite=True, **kwargs)
+        save_metric(export_dir, model, host_vars, overwrite=True, **kwargs)
         return export_dir
     # Multi-host: the parameters are replicated, one writer suffices. Orbax's checkpointer would
     # synchronise with every process of this JAX cluster, so process 0 writes from a separate
@@ -220,7 +212,7 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
 
     Raises:
       NonFiniteLossError: the loss or gradient became NaN/inf (last good checkpoint kept).
-      checkpointing.CheckpointError, input_pipeline.DataError, ValueError (bad config).
+      CheckpointError, DataError, InputError (a ValueError: bad config).
     """
     primary = jax.process_index() == 0
     n_proc = jax.process_count()
@@ -238,7 +230,7 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
     epochs = config.nepoch + config.nepoch_decay
     total_steps = (epochs * num_train) // config.batch_size
     if total_steps < 1:
-        raise ValueError(f"{num_train} training triplets give no full batch of "
+        raise InputError(f"{num_train} training triplets give no full batch of "
                          f"{config.batch_size}")
     stop_at = min(total_steps, config.max_steps) if config.max_steps > 0 else total_steps
 
@@ -292,6 +284,7 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
     val_scores: dict = {}
     pending: list = []
     t_start, step_at_start = None, step
+    bar = None  # steps done and ETA on a terminal (stderr), from the step after compilation
 
     def check_finite():
         bad = int(jax.device_get(state.bad_step))
@@ -330,9 +323,9 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
             try:
                 batch = next(data_it)
             except StopIteration as err:
-                raise input_pipeline.DataError("the training iterator ended") from err
+                raise DataError("the training iterator ended") from err
             except Exception as err:  # noqa: BLE001 - name the step; the data module names the file
-                raise input_pipeline.DataError(
+                raise DataError(
                     f"reading the training batch for step {step + 1} failed: "
                     f"{type(err).__name__}: {err}") from err
             batch = input_pipeline.check_batch(batch, per_host_batch=per_host, step=step + 1)
@@ -342,6 +335,8 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
             if t_start is None:  # the first step includes compilation
                 jax.block_until_ready(metrics["loss"])
                 t_start, step_at_start = time.perf_counter(), step
+                bar = progress_bar(total=stop_at, initial=step, desc="train", unit="step",
+                                   file=sys.stderr, enabled=None if primary else False)
             if step % config.log_every == 0 or step == stop_at:
                 fetched = jax.device_get(pending)
                 pending = []
@@ -361,10 +356,13 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
                          "eta_s": (stop_at - step) / rate if rate > 0 else None}
                 history.append(entry)
                 log.write(entry)
+                bar.update(step - bar.n)
+                rate_text = ("-" if entry["triplets_per_s"] is None
+                             else f"{entry['triplets_per_s']:.1f}")
+                eta_text = "-" if entry["eta_s"] is None else format_interval(entry["eta_s"])
                 _log(primary, f"[step {step}/{stop_at}] epoch {entry['epoch']:.2f} "
                               f"loss {entry['loss']:.4f} acc {entry['acc']:.3f} "
-                              f"lr {entry['lr']:.2e} | {_fmt_rate(entry['triplets_per_s'])}"
-                              f" triplets/s | ETA {_fmt_eta(entry['eta_s'])}")
+                              f"lr {entry['lr']:.2e} | {rate_text} triplets/s | ETA {eta_text}")
             if step % config.checkpoint_every == 0 or step == stop_at:
                 check_finite()
                 ckpt.save(step, state, key, data_it,
@@ -375,6 +373,8 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
         check_finite()
         ckpt.wait()
     finally:
+        if bar is not None:
+            bar.close()
         try:
             ckpt.close()
         except checkpointing.CheckpointError as err:

@@ -25,8 +25,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["RankNet", "rank_features", "rank_params_from_torch", "bce_ranking_loss", "two_afc_agreement",
-           "two_afc_score", "images_to_unit_range", "torch_default_dense_init"]
+from shiftlpips_jax._src.evaluation.scores import twoafc_per_sample
+from shiftlpips_jax._src.images import to_unit_range
+
+__all__ = ["RankNet", "rank_features", "rank_params_from_torch", "bce_ranking_loss",
+           "two_afc_agreement", "torch_default_dense_init"]
+
+# The train/eval steps score and convert with the package's one 2AFC scorer and image converter.
+two_afc_score = twoafc_per_sample
+images_to_unit_range = to_unit_range
 
 RANK_EPS = 0.1  # upstream Dist2LogitLayer.forward(eps=0.1)
 LOG_CLAMP = -100.0  # torch.nn.BCELoss clamps log(p) and log(1 - p) at -100
@@ -93,6 +100,13 @@ def bce_ranking_loss(logits: jax.Array, judge: jax.Array) -> jax.Array:
 
     Matches ``torch.nn.BCELoss()(sigmoid(logits), judge)`` including its clamp of each log term
     at -100; ``log_sigmoid`` keeps the value and gradient finite for large logits.
+
+    Args:
+      logits: (N,) rank-network logits of P(people preferred p1).
+      judge: (N,) fraction of people who preferred p1.
+
+    Returns:
+      The scalar mean loss.
     """
     judge = judge.astype(jnp.float32)
     log_p = jnp.maximum(jax.nn.log_sigmoid(logits), LOG_CLAMP)
@@ -107,15 +121,3 @@ def two_afc_agreement(d0: jax.Array, d1: jax.Array, judge: jax.Array) -> jax.Arr
     """
     d1_lt_d0 = (d1 < d0).astype(jnp.float32)
     return d1_lt_d0 * judge + (1.0 - d1_lt_d0) * (1.0 - judge)
-
-
-def two_afc_score(d0: jax.Array, d1: jax.Array, judge: jax.Array) -> jax.Array:
-    """Per-example 2AFC score as upstream ``score_2afc_dataset`` (ties score 0.5)."""
-    return ((d0 < d1) * (1.0 - judge) + (d1 < d0) * judge + (d1 == d0) * 0.5).astype(jnp.float32)
-
-
-def images_to_unit_range(x: jax.Array) -> jax.Array:
-    """uint8 [0, 255] -> float32 [-1, 1] exactly as upstream's ToTensor + Normalize(0.5, 0.5)."""
-    if x.dtype == jnp.uint8:
-        return (x.astype(jnp.float32) / 255.0 - 0.5) / 0.5
-    return x.astype(jnp.float32)

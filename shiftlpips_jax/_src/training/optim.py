@@ -38,7 +38,18 @@ CLAMP_RULES = ("upstream", "heads", "none")
 
 def upstream_lr(step, *, base_lr: float, global_batch: int, num_train: int, nepoch: int,
                 nepoch_decay: int):
-    """Learning rate at ``step`` (0-based) under upstream's per-epoch linear decay."""
+    """Learning rate at ``step`` (0-based) under upstream's per-epoch linear decay.
+
+    Args:
+      step: the step (a scalar, traced or not).
+      base_lr: the learning rate of the constant phase.
+      global_batch: triplets per step.
+      num_train: training triplets per epoch.
+      nepoch, nepoch_decay: epochs at ``base_lr``, then of linear decay.
+
+    Returns:
+      The learning rate (float32).
+    """
     epoch = (jnp.asarray(step, jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
              * global_batch) // num_train
     decayed = jnp.clip(epoch - nepoch, 0, max(nepoch_decay, 1))
@@ -67,7 +78,17 @@ def trainable_labels(params: dict, *, train_trunk: bool) -> dict:
 
 def make_optimizer(params: dict, *, train_trunk: bool, schedule, b1: float = 0.5,
                    b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
-    """Adam over trainable leaves; frozen leaves get zero updates and no state."""
+    """Adam over trainable leaves; frozen leaves get zero updates and no state.
+
+    Args:
+      params: ``{"metric": ..., "rank": ...}``.
+      train_trunk: train the backbone too (else it is frozen).
+      schedule: ``step -> learning rate``.
+      b1, b2, eps: Adam's.
+
+    Returns:
+      The optax transformation.
+    """
     adam = optax.adam(learning_rate=schedule, b1=b1, b2=b2, eps=eps)
     labels = trainable_labels(params, train_trunk=train_trunk)
     if all(v == "train" for v in traverse_util.flatten_dict(labels).values()):

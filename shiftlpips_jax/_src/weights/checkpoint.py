@@ -182,7 +182,7 @@ def save_metric(directory: str, model: LPIPS, variables: Any, *, net: str, varia
 
 def _fail(path: str, what: str) -> MetricCheckpointError:
     return MetricCheckpointError(f"{path}: {what}. Write the directory again with convert/ "
-                                 "programs, training's export or sl.save_metric.")
+                                 "programs, training's export or sl.weights.save_metric.")
 
 
 def _check_backbone(path: str, desc: dict) -> None:
@@ -269,12 +269,12 @@ def _load_once(directory: str, dtype: Any) -> tuple[LPIPS, dict, dict]:
                 f"{json_path} was changed after it was saved: its description digest is "
                 f"{actual[:16]}..., the recorded one {meta['digest']['description'][:16]}... A "
                 "changed description runs the stored weights in another architecture; write "
-                "the directory again (convert/ programs, training's export or sl.save_metric) "
+                "the directory again (convert/ programs, training's export or sl.weights.save_metric) "
                 "instead of editing it.")
         var_path = os.path.join(directory, meta["variables"])
     else:
         warnings.warn(f"{directory} was written by an earlier shiftlpips_jax without digests: "
-                      "edits to it cannot be detected. Re-save it (sl.save_metric(..., "
+                      "edits to it cannot be detected. Re-save it (sl.weights.save_metric(..., "
                       "overwrite=True)) to add them.", stacklevel=3)
         var_path = os.path.join(directory, LEGACY_VARIABLES)
     try:
@@ -317,7 +317,7 @@ def _load_once(directory: str, dtype: Any) -> tuple[LPIPS, dict, dict]:
     return model, variables, meta
 
 
-def load_metric(directory: str, dtype: Any = jnp.float32) -> tuple[LPIPS, dict, dict]:
+def load_metric(directory: str, *, dtype: Any = jnp.float32) -> tuple[LPIPS, dict, dict]:
     """Reads and verifies a metric directory; returns ``(module, variables, metadata)``.
 
     Args:
@@ -327,6 +327,10 @@ def load_metric(directory: str, dtype: Any = jnp.float32) -> tuple[LPIPS, dict, 
     Raises:
       MetricCheckpointError: the directory is missing, incomplete, edited, corrupt, or its
         description does not fit its parameters (the message names the key or parameter).
+
+    Returns:
+      ``(module, variables, metadata)``: the :class:`LPIPS` module, its variables and the
+      directory's JSON description.
     """
     directory = os.path.abspath(directory)
     json_path = os.path.join(directory, METADATA_FILE)

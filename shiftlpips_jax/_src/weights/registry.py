@@ -267,6 +267,9 @@ def load_pretrained(net: str, variant: str, *, weights: str | None = None, cache
 
     Raises:
       WeightsError: a missing, corrupt or checksum-mismatched weight file.
+
+    Returns:
+      ``(variables, module)``: the converted variables and the :class:`LPIPS` module.
     """
     source = PRETRAINED[(net, variant)]
     model = build_model(net, variant, dtype)
