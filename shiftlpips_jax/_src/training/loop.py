@@ -67,7 +67,7 @@ class MetricsLog:
                         continue  # a line cut by a crash
                     if entry.get("step", 0) <= resume_step:
                         kept.append(line if line.endswith("\n") else line + "\n")
-            outputs.atomic_write_text(self.path, "".join(kept))
+            outputs.atomic_write_text(self.path, "".join(kept), user_error=False)
 
     def write(self, entry: dict) -> None:
         if not self.enabled:

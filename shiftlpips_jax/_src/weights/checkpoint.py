@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from shiftlpips_jax._src import backbones
+from shiftlpips_jax._src import backbones, outputs
 from shiftlpips_jax._src.errors import InputError, MetricCheckpointError
 from shiftlpips_jax._src.lpips import LPIPS
 from shiftlpips_jax._src.weights import digests
@@ -52,7 +52,7 @@ FORMAT = "shiftlpips_jax.metric"
 VERSION = 2
 LEGACY_VARIABLES = "variables"  # version 1: the variables directory had this fixed name
 _VARIABLES_NAME = re.compile(r"variables-[0-9a-f]{8,64}")
-_TMP_PREFIX = ".shiftlpips-tmp-"
+_TMP_PREFIX = outputs.TEMP_PREFIX
 # Keys every description has, with their JSON types (version 2 adds "variables" and "digest").
 _REQUIRED = {"format": str, "version": int, "net": str, "variant": str, "backbone": dict,
              "lpips": bool, "use_dropout": bool}
@@ -166,15 +166,11 @@ def save_metric(directory: str, model: LPIPS, variables: Any, *, net: str, varia
         return directory
     # Replace in place: new variables under a fresh name, then the JSON switch (the commit).
     target = os.path.join(directory, name)
-    tmp_json = os.path.join(directory, f"{_TMP_PREFIX}{secrets.token_hex(4)}.json")
     try:
         _write_variables(target, tree)
-        _fsync_write(tmp_json, text)
-        os.replace(tmp_json, os.path.join(directory, METADATA_FILE))
+        outputs.atomic_write_text(os.path.join(directory, METADATA_FILE), text, user_error=False)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
-        if os.path.exists(tmp_json):
-            os.unlink(tmp_json)
         raise
     _remove_stale(directory, keep=name)
     return directory

@@ -32,8 +32,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.metadata
+import io
 import os
-import tempfile
 import warnings
 import zipfile
 from typing import Any
@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from shiftlpips_jax._src import outputs
 from shiftlpips_jax._src.backbones import make_backbone
 from shiftlpips_jax._src.errors import WeightsError
 from shiftlpips_jax._src.lpips import LPIPS
@@ -166,16 +167,9 @@ def _save_npz_atomic(path: str, variables: dict, source: PretrainedSource) -> No
     meta = {"__format__": np.array(CACHE_FORMAT),
             "__source_sha256__": np.array(source.sha256),
             "__variables_sha256__": np.array(digests.tree_digest(flat))}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **flat, **meta)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, **flat, **meta)
+    outputs.atomic_write_bytes(path, buf.getvalue(), user_error=False)
 
 
 class _BadCache(Exception):
@@ -298,6 +292,6 @@ def load_pretrained(net: str, variant: str, *, weights: str | None = None, cache
     if cache:
         try:
             _save_npz_atomic(path_in_cache, variables, source)
-        except OSError as err:
+        except OSError as err:  # a read-only or full cache folder: convert again next time
             warnings.warn(f"could not write weight cache {path_in_cache}: {err}", stacklevel=2)
     return variables, model
