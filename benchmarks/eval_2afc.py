@@ -10,8 +10,8 @@ program per batch. Data decoding is excluded on both sides (batches are prepared
 benchmarks/eval_throughput.py for decoding): this times the metric loop itself, including
 host->device copies and fetching the distances to NumPy.
 
-    /work/venvs/bench/bin/python benchmarks/eval_2afc.py                  # alex, 10 batches
-    /work/venvs/bench/bin/python benchmarks/eval_2afc.py --shifts 1,2,3   # + crop-shift test
+    python benchmarks/eval_2afc.py                  # alex, 10 batches
+    python benchmarks/eval_2afc.py --shifts 1,2,3   # + crop-shift test
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TORCH_PYTHON = "/work/venvs/torch/bin/python"
-UPSTREAM_REPO = "/work/.mirror/abhijay9+ShiftTolerant-LPIPS/repo"
+# An interpreter with torch + stlpips-pytorch, and upstream's git repository (for trainer.py).
+TORCH_PYTHON = os.environ.get("TORCH_PYTHON", "python3")
+UPSTREAM_REPO = os.environ.get("STLPIPS_REPO", "")
 
 
 def torch_worker(args) -> None:

@@ -1,4 +1,4 @@
-"""Issue 4 tests (b) and (c): data parallelism on fake CPU devices and across processes.
+"""Data parallelism on fake CPU devices and across processes.
 
 (b) On 4 fake devices the sharded train step (``jax.shard_map`` + ``lax.pmean``) equals the
     single-device step on the same global batch, dropout included (per-example keys), and the

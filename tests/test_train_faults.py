@@ -1,4 +1,4 @@
-"""Issue 4 section 5: faults.
+"""Training faults.
 
 * A NaN/inf loss stops the run with a clear message (exit status 3) and the last good checkpoint
   stays intact and finite; nothing after the bad step is saved.

@@ -1,4 +1,4 @@
-"""Issue 4 test (e): the trainer learns a hidden human rule (LPIPS "lin": heads only, pretrained
+"""The trainer learns a hidden human rule (LPIPS "lin": heads only, pretrained
 ImageNet AlexNet trunk from the offline registry), on a BAPPS-layout folder of real photo patches.
 
 Hidden rule: "people tolerate sensor noise better than blur". Held-out triplets pair a blurred and

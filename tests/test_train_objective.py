@@ -1,4 +1,4 @@
-"""Issue 4 test (a): our train step == upstream's real PyTorch ``stlpips.Trainer``.
+"""Our train step == upstream's real PyTorch ``stlpips.Trainer``.
 
 Goldens: ``tests/goldens/train_goldens.npz`` from ``tests/goldens/train_make_goldens.py`` (the real
 Trainer, deterministic random weights, dropout p=0, two Adam steps on 4 real-photo triplets).

