@@ -21,7 +21,6 @@ Needs the test extra (scikit-image, matplotlib)::
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 import tempfile

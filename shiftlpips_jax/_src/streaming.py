@@ -27,7 +27,7 @@ Example::
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import flax.struct
 import jax
@@ -57,7 +57,7 @@ def _as_values(values: Any) -> jax.Array:
 
 
 def _as_mask(mask: Any, shape: tuple[int, ...]) -> jax.Array:
-    """A boolean array of ``shape``: ``mask`` covers the leading axes and broadcasts over the rest."""
+    """Booleans of ``shape``: ``mask`` covers the leading axes and broadcasts over the rest."""
     if mask is None:
         return jnp.ones(shape, bool)
     m = jnp.asarray(mask)
@@ -215,9 +215,10 @@ class DistanceStats:
         """Merges this device's state with those of every device along a mesh axis.
 
         For use inside ``jax.shard_map`` (or ``pmap``): ``lax.psum`` / ``pmin`` / ``pmax`` over
-        ``axis_name``; the result is the same (replicated) on every device. Call it on each
-        device's own state (from its shard of the values), then merge the result into a
-        replicated running state.
+        ``axis_name``; the result is the same (replicated) on every device, so ``out_specs=P()``
+        passes shard_map's default replication check. Call it on each device's own state (from
+        its shard of the values), then merge the result into the replicated running state: a
+        state that is already the same on every device would be counted once per device.
 
         Args:
           axis_name: the mesh axis (or axes), e.g. ``"data"``.
@@ -275,7 +276,7 @@ def _summary(count: int, mean: float, m2: float, lo: float, hi: float) -> dict[s
     return {"count": count, "mean": mean, "std": std, "ci95": ci, "min": lo, "max": hi}
 
 
-def summarize(values: Any, *, mask: Any = None) -> dict[str, Any]:
+def summarize(values: Any, mask: Any = None) -> dict[str, Any]:
     """Count, mean, std, 95% CI of the mean, min and max of values (NumPy, float64).
 
     ``std`` is the sample standard deviation (``ddof=1``); ``ci95`` is the Student-t interval
