@@ -14,7 +14,7 @@ import argparse
 
 from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src.evaluation import job, runner
-from shiftlpips_jax.evaluation import _distances
+from shiftlpips_jax._src.evaluation import distances as _distances
 
 __all__ = ["add_parser"]
 

@@ -40,7 +40,7 @@ from shiftlpips_jax._src.compare import check_model_args
 from shiftlpips_jax._src.data import folder as _folder
 from shiftlpips_jax._src.evaluation import runner as _runner
 from shiftlpips_jax._src.evaluation.scores import twoafc_per_sample
-from shiftlpips_jax.evaluation import _distances
+from shiftlpips_jax._src.evaluation import distances as _distances
 
 __all__ = ["run_eval", "per_sample_csv", "EVAL_DESCRIPTION"]
 

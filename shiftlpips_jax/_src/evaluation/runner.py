@@ -29,7 +29,7 @@ import math
 import os
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
 import jax
 import jax.numpy as jnp
@@ -39,11 +39,9 @@ from shiftlpips_jax._src.data.folder import BappsSource
 from shiftlpips_jax._src.data.pipeline import make_loader
 from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.evaluation import scores
+from shiftlpips_jax._src.evaluation.distances import Distance
 from shiftlpips_jax._src.images import to_unit_range
 from shiftlpips_jax._src.progress import progress_bar
-
-if TYPE_CHECKING:  # the public evaluation module imports this one
-    from shiftlpips_jax.evaluation._distances import Distance
 
 __all__ = ["evaluate_2afc", "evaluate_jnd", "TwoAFCResult", "TwoAFCSetResult", "JNDResult",
            "JNDSetResult", "SHIFT_OFFSET", "PRECISIONS", "make_2afc_step", "make_jnd_step",

@@ -23,10 +23,10 @@ from typing import Any, Callable
 import jax
 
 from shiftlpips_jax._src.dists import DISTS, load_dists
+from shiftlpips_jax._src.evaluation import baselines as bl
+from shiftlpips_jax._src.evaluation import msssim as _msssim
 from shiftlpips_jax._src.lpips import LPIPS
 from shiftlpips_jax._src.metric import Metric, load
-from shiftlpips_jax.evaluation import _baselines as bl
-from shiftlpips_jax.evaluation import _msssim
 
 __all__ = ["Distance", "get_distance", "learned_distance", "l2_distance", "ssim_distance",
            "msssim_distance", "dists_distance", "COLORSPACES"]
@@ -123,7 +123,7 @@ def msssim_distance(colorspace: str = "RGB", *, small_images: str = "shrink") ->
         on RGB) on 8-bit values with data range 255, or ``Lab`` with data range 100.
       small_images: ``shrink`` (default, so that 64x64 BAPPS patches work: the window shrinks to
         fit the coarse scales) or ``error`` (pytorch-msssim's minimum, a side > 160); see
-        :func:`~shiftlpips_jax.evaluation._msssim.ms_ssim`.
+        :func:`~shiftlpips_jax._src.evaluation.msssim.ms_ssim`.
     """
     if small_images not in _msssim.SMALL_IMAGES:
         raise ValueError(f"small_images must be one of {_msssim.SMALL_IMAGES}, got "

@@ -8,8 +8,8 @@
 * Runner: :func:`evaluate_2afc` (2AFC + crop-shift rank flips for n = 1, 2, 3, reference features
   computed once per triplet) and :func:`evaluate_jnd`, with parallel decoding, a progress bar and
   results that print as the paper's table (``.table()``) or the CLI's JSON (``.to_json()``).
-* Command line: ``shiftlpips eval`` (:mod:`.cli`) and ``shiftlpips shift-study``
-  (:mod:`.shift_study`).
+* Command line: ``shiftlpips eval`` (:mod:`shiftlpips_jax.cli.eval`) and ``shiftlpips shift-study``
+  (:mod:`shiftlpips_jax.cli.shift_study`).
 
 Example::
 
@@ -19,18 +19,18 @@ Example::
     print(res.table()); res.to_json()["2afc"]["mean"]
 """
 
-from shiftlpips_jax.evaluation._baselines import dssim
-from shiftlpips_jax.evaluation._baselines import rgb_to_lab
-from shiftlpips_jax.evaluation._baselines import ssim
-from shiftlpips_jax.evaluation._distances import COLORSPACES
-from shiftlpips_jax.evaluation._distances import Distance
-from shiftlpips_jax.evaluation._distances import dists_distance
-from shiftlpips_jax.evaluation._distances import get_distance
-from shiftlpips_jax.evaluation._distances import l2_distance
-from shiftlpips_jax.evaluation._distances import learned_distance
-from shiftlpips_jax.evaluation._distances import msssim_distance
-from shiftlpips_jax.evaluation._distances import ssim_distance
-from shiftlpips_jax.evaluation._msssim import ms_ssim
+from shiftlpips_jax._src.evaluation.baselines import dssim
+from shiftlpips_jax._src.evaluation.baselines import rgb_to_lab
+from shiftlpips_jax._src.evaluation.baselines import ssim
+from shiftlpips_jax._src.evaluation.distances import COLORSPACES
+from shiftlpips_jax._src.evaluation.distances import Distance
+from shiftlpips_jax._src.evaluation.distances import dists_distance
+from shiftlpips_jax._src.evaluation.distances import get_distance
+from shiftlpips_jax._src.evaluation.distances import l2_distance
+from shiftlpips_jax._src.evaluation.distances import learned_distance
+from shiftlpips_jax._src.evaluation.distances import msssim_distance
+from shiftlpips_jax._src.evaluation.distances import ssim_distance
+from shiftlpips_jax._src.evaluation.msssim import ms_ssim
 from shiftlpips_jax._src.evaluation.runner import SHIFT_OFFSET
 from shiftlpips_jax._src.evaluation.runner import JNDResult
 from shiftlpips_jax._src.evaluation.runner import JNDSetResult
