@@ -58,7 +58,10 @@ POSITIONAL = {
     "resize_shorter_side": ("img", "load_size"),
     "split_name": ("dataset",),
     "synthetic_2afc": ("n",),
+    "dists_distance": (),
     "dssim": ("x", "y"),
+    "ms_ssim": ("x", "y"),
+    "msssim_distance": ("colorspace",),
     "evaluate_2afc": ("source", "dist"),
     "evaluate_jnd": ("source", "dist"),
     "get_distance": ("net", "variant"),
@@ -89,8 +92,7 @@ POSITIONAL = {
 # Args/Returns sections once that work has landed. Shrinks to empty; never grows.
 DOCS_AWAITING_MERGE = {
     "available_models", "load", "make_backbone", "min_input_size", "normalize_features",
-    "get_distance", "l2_distance", "learned_distance", "ssim_distance", "make_eval_step",
-    "make_mesh", "shard_batch",
+    "make_eval_step", "make_mesh", "shard_batch",
 }
 OPTIONS_AWAITING_MERGE = {"normalize_features": ("eps",)}
 
@@ -100,7 +102,7 @@ def _public_functions():
         module = importlib.import_module(module_name)
         for name in module.__all__:
             obj = getattr(module, name)
-            if inspect.isfunction(obj):
+            if inspect.isfunction(inspect.unwrap(obj)):   # also lru_cache-wrapped ones
                 yield f"{module_name}.{name}", name, obj
 
 

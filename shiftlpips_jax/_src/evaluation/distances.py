@@ -60,7 +60,14 @@ class Distance:
 
 
 def learned_distance(metric: Metric) -> Distance:
-    """Wraps a loaded :class:`Metric` (ST-LPIPS / LPIPS / a trained checkpoint)."""
+    """Wraps a loaded :class:`Metric` (ST-LPIPS / LPIPS / a trained checkpoint).
+
+    Args:
+      metric: from :func:`shiftlpips_jax.load`.
+
+    Returns:
+      The :class:`Distance` (features: unit-normalised taps; compare: the heads).
+    """
     module = metric.module
 
     def features(params, x):
@@ -84,7 +91,14 @@ def _check_colorspace(colorspace: str) -> str:
 
 
 def l2_distance(colorspace: str = "Lab") -> Distance:
-    """Upstream's L2 baseline (Lab by default, as upstream ``test_dataset_model.py``)."""
+    """Upstream's L2 baseline (Lab by default, as upstream ``test_dataset_model.py``).
+
+    Args:
+      colorspace: ``Lab`` or ``RGB``.
+
+    Returns:
+      The :class:`Distance`.
+    """
     return _l2(_check_colorspace(colorspace))
 
 
@@ -100,7 +114,14 @@ def _l2(cs: str) -> Distance:
 
 
 def ssim_distance(colorspace: str = "Lab") -> Distance:
-    """Upstream's DSSIM baseline ``(1 - SSIM) / 2`` (Lab by default)."""
+    """Upstream's DSSIM baseline ``(1 - SSIM) / 2`` (Lab by default).
+
+    Args:
+      colorspace: ``Lab`` or ``RGB``.
+
+    Returns:
+      The :class:`Distance`.
+    """
     return _ssim(_check_colorspace(colorspace))
 
 
@@ -124,6 +145,9 @@ def msssim_distance(colorspace: str = "RGB", *, small_images: str = "shrink") ->
       small_images: ``shrink`` (default, so that 64x64 BAPPS patches work: the window shrinks to
         fit the coarse scales) or ``error`` (pytorch-msssim's minimum, a side > 160); see
         :func:`~shiftlpips_jax._src.evaluation.msssim.ms_ssim`.
+
+    Returns:
+      The :class:`Distance` (cached: one per colour space and rule).
     """
     if small_images not in _msssim.SMALL_IMAGES:
         raise ValueError(f"small_images must be one of {_msssim.SMALL_IMAGES}, got "
@@ -150,7 +174,11 @@ def _msssim_cached(cs: str, small: str) -> Distance:
 
 @functools.lru_cache(maxsize=None)
 def dists_distance() -> Distance:
-    """DISTS (Ding et al., TPAMI 2020) with the official weights, at the images' own size."""
+    """DISTS (Ding et al., TPAMI 2020) with the official weights, at the images' own size.
+
+    Returns:
+      The :class:`Distance` (loaded once per process).
+    """
     variables, module = load_dists()
 
     def features(params, x):
@@ -170,7 +198,18 @@ def get_distance(net: str = "alex", variant: str = "shift_tolerant", *,
                  colorspace: str | None = None, checkpoint: str | None = None) -> Distance:
     """``alex`` / ``vgg`` (pretrained ``variant``), ``dists``, the ``l2`` / ``ssim`` / ``msssim``
     baselines, or a checkpoint. ``colorspace=None`` is each baseline's default: Lab for l2 and
-    ssim (as upstream), RGB for msssim."""
+    ssim (as upstream), RGB for msssim.
+
+    Args:
+      net: ``alex`` or ``vgg`` (pretrained), ``dists``, or a baseline: ``l2``, ``ssim``,
+        ``msssim``.
+      variant: the pretrained variant (``shift_tolerant`` or ``lpips``) of a learned net.
+      colorspace: the baselines' colour space (``Lab`` or ``RGB``; ``None``: their default).
+      checkpoint: a metric directory; overrides ``net`` and ``variant``.
+
+    Returns:
+      The :class:`Distance` (pretrained and baseline ones are cached per process).
+    """
     if checkpoint is not None:
         return learned_distance(load(checkpoint=checkpoint))
     name = net.lower()
