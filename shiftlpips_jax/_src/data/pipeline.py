@@ -104,6 +104,41 @@ def _default_shard(shard_index, shard_count) -> tuple[int, int]:
     return int(shard_index), int(shard_count)
 
 
+def _absl_flags_ready() -> None:
+    """Grain's worker processes read absl flags; outside an absl app (a library call, a test)
+    nothing parsed them, so take their defaults instead of failing in the worker."""
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+class _BatchedIterator:
+    """Stacks consecutive records of a record iterator into batches (resumable like it)."""
+
+    def __init__(self, it, *, batch_size: int, drop_remainder: bool):
+        self._it, self._batch_size, self._drop = it, batch_size, drop_remainder
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        records = []
+        for record in self._it:
+            records.append(record)
+            if len(records) == self._batch_size:
+                break
+        if not records or (self._drop and len(records) < self._batch_size):
+            raise StopIteration
+        return {k: np.stack([r[k] for r in records]) for k in records[0]}
+
+    def get_state(self) -> bytes:
+        return self._it.get_state()
+
+    def set_state(self, state: bytes) -> None:
+        self._it.set_state(state)
+
+
 class _PaddedIterator:
     """Exactly ``n_batches`` batches of ``batch_size`` rows, each with a ``mask``: the loader's
     (the last one padded with zeros), then whole padding batches if this shard ran out early."""
@@ -157,8 +192,9 @@ def make_loader(data_source, *, batch_size: int, shuffle: bool = True, seed: int
         host yields the same number of batches.
       pad_remainder: keep every record: the last batch is padded with zero images to
         ``batch_size``, every batch carries ``mask`` (float32, 1 for records, 0 for padding),
-        and every shard yields ``ceil(ceil(N / shard_count) / batch_size)`` batches (needs
-        ``num_epochs=1``; overrides ``drop_remainder``).
+        and every shard (contiguous; sizes differ by at most one, so every record is read
+        exactly once over all shards) yields ``ceil(ceil(N / shard_count) / batch_size)``
+        batches (needs ``num_epochs=1``; overrides ``drop_remainder``).
       indices: read only these records of ``data_source``, in this order (before sharding).
       worker_count: grain worker processes (0 = decode in this process on reader threads).
       read_threads: reader threads per process.
@@ -183,22 +219,42 @@ def make_loader(data_source, *, batch_size: int, shuffle: bool = True, seed: int
         raise InputError("data_source holds no records")
     shard_index, shard_count = _default_shard(shard_index, shard_count)
     drop = drop_remainder and not pad_remainder
-    shard = grain.ShardOptions(shard_index=shard_index, shard_count=shard_count,
+    total = len(data_source)
+    if pad_remainder and shard_count > 1:
+        # Every record exactly once: contiguous shards whose sizes differ by at most one (grain's
+        # own sharding without drop_remainder does not guarantee that), then no further sharding.
+        bounds = np.linspace(0, total, shard_count + 1).round().astype(int)
+        mine = np.arange(bounds[shard_index], bounds[shard_index + 1])
+        template_source = data_source
+        data_source = Subset(data_source, mine)
+        shard_index, shard_count_for_grain = 0, 1
+    else:
+        template_source = data_source
+        shard_count_for_grain = shard_count
+    shard = grain.ShardOptions(shard_index=shard_index, shard_count=shard_count_for_grain,
                                drop_remainder=drop)
     sampler = grain.IndexSampler(num_records=len(data_source), shard_options=shard,
                                  shuffle=shuffle, num_epochs=num_epochs, seed=seed)
     select = _Select(image_keys, label_key)
+    if worker_count > 0:
+        _absl_flags_ready()
+    # Grain's workers each batch their own share of the records, which would reorder them; with
+    # workers, records come back one by one (in sampler order) and are batched here.
+    operations = [select]
+    if worker_count == 0:
+        operations.append(grain.Batch(batch_size=batch_size, drop_remainder=drop))
     loader = grain.DataLoader(
-        data_source=data_source, sampler=sampler,
-        operations=[select, grain.Batch(batch_size=batch_size, drop_remainder=drop)],
+        data_source=data_source, sampler=sampler, operations=operations,
         worker_count=worker_count,
         read_options=grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=256))
     it = iter(loader)
+    if worker_count > 0:
+        it = _BatchedIterator(it, batch_size=batch_size, drop_remainder=drop)
     if not pad_remainder:
         return it
-    n_batches = math.ceil(math.ceil(len(data_source) / shard_count) / batch_size)
+    n_batches = math.ceil(math.ceil(total / shard_count) / batch_size)
 
     def template():  # the field shapes, for a shard that holds no record at all
-        return {k: v[None] for k, v in select.map(data_source[0]).items()}
+        return {k: v[None] for k, v in select.map(template_source[0]).items()}
 
     return _PaddedIterator(it, batch_size=batch_size, n_batches=n_batches, template=template)
