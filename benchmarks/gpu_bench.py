@@ -37,7 +37,6 @@ import statistics
 import sys
 import time
 import traceback
-import types
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave room for PyTorch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +44,6 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 import harness as bench  # noqa: E402
 from harness import load_reference, matmul_gflops, pick_inner, repeat_case  # noqa: E402

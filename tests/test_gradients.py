@@ -10,7 +10,6 @@ tier checks every rule exactly against XLA's own gradients.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from shiftlpips_jax._src.images import to_unit_range
