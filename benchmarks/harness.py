@@ -32,7 +32,7 @@ import jax.numpy as jnp  # noqa: E402
 from shiftlpips_jax._src.bench import (  # noqa: E402,F401 - re-exported for the scripts
     MODES, Case, Workload, flops_of, format_table, import_reference, jax_case, load_model,
     matmul_case, parse_workloads, time_interleaved, torch_case)
-from shiftlpips_jax._src.images import to_unit_range  # noqa: E402,F401
+from shiftlpips_jax._src.pixels import to_unit_range  # noqa: E402,F401
 
 __all__ = ["REPO", "MODES", "Case", "Workload", "flops_of", "format_table", "import_reference",
            "jax_case", "load_model", "matmul_case", "parse_workloads", "time_interleaved",

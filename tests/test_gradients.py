@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from shiftlpips_jax._src.images import to_unit_range
+from shiftlpips_jax._src.pixels import to_unit_range
 
 pytestmark = pytest.mark.fast
 

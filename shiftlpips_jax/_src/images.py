@@ -1,5 +1,4 @@
-"""Images in and out: safe RGB loading with clear errors, the one uint8 -> [-1, 1] converter,
-heat maps, atomic PNG writes.
+"""Image files in and out: safe RGB loading with clear errors, heat maps, atomic PNG writes.
 
 Every image the command line or the BAPPS readers decode goes through :func:`load_rgb`, which
 treats the file as untrusted: it must be a regular file (a FIFO, device or socket is refused
@@ -13,14 +12,9 @@ explicit policy (:data:`ALPHA_POLICIES`): by default the colour channels are use
 pixel is not opaque. Every failure raises :class:`~shiftlpips_jax._src.errors.InputError` (a
 missing file :class:`~shiftlpips_jax._src.errors.PathNotFoundError`) naming the path.
 
-Every uint8 image becomes a network input through :func:`to_unit_range` (``x / 127.5 - 1``,
-the reference's formula), in the metric wrapper, the evaluation runner, the shift study and the
-train and eval steps alike.
-
 Example::
 
     img = load_rgb("a.png")                                  # (H, W, 3) uint8
-    x = to_unit_range(img[None])                             # float32 in [-1, 1]
     img = load_rgb("logo.png", alpha="composite-white", max_pixels=100_000_000)
     save_png_atomic("map.png", heatmap(dist_map))
 """
@@ -40,7 +34,7 @@ from .errors import InputError, PathNotFoundError
 
 __all__ = ["IMAGE_EXTENSIONS", "IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ALPHA_POLICIES",
            "TransparencyWarning", "open_regular", "image_size", "load_rgb", "to_rgb8",
-           "resize_rgb", "heatmap", "png_bytes", "save_png_atomic", "to_unit_range",
+           "resize_rgb", "heatmap", "png_bytes", "save_png_atomic",
            "list_images", "example_path", "add_reading_args", "allow_large_images"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -58,31 +52,6 @@ ALPHA_POLICIES = ("warn", "ignore", "composite-white", "composite-black", "error
 
 class TransparencyWarning(UserWarning):
     """An image has transparent pixels whose alpha was ignored (``alpha="warn"``)."""
-
-
-def to_unit_range(x, *, normalize: bool = False):
-    """Images as the networks read them: float32 in [-1, 1].
-
-    uint8 values in [0, 255] become ``x / 127.5 - 1`` (the reference's formula); floats are
-    taken as [-1, 1], or as [0, 1] with ``normalize`` (``2 x - 1``). A ``jax.Array`` (also a
-    tracer inside ``jit``) gives a jax array, anything else a NumPy array.
-
-    Args:
-      x: images, any shape, uint8 or float.
-      normalize: float inputs are in [0, 1] instead of [-1, 1] (ignored for uint8).
-
-    Returns:
-      float32 array of ``x``'s shape in [-1, 1].
-    """
-    import jax
-    import jax.numpy as jnp
-
-    xp = jnp if isinstance(x, jax.Array) else np
-    x = xp.asarray(x)
-    if x.dtype == np.uint8:
-        return x.astype(xp.float32) / 127.5 - 1.0
-    x = x.astype(xp.float32)
-    return 2.0 * x - 1.0 if normalize else x
 
 
 def example_path(name: str) -> str:

@@ -40,7 +40,7 @@ from shiftlpips_jax._src.data.pipeline import make_loader
 from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.evaluation import scores
 from shiftlpips_jax._src.evaluation.distances import Distance
-from shiftlpips_jax._src.images import to_unit_range
+from shiftlpips_jax._src.pixels import to_unit_range
 from shiftlpips_jax._src.progress import progress_bar
 
 __all__ = ["evaluate_2afc", "evaluate_jnd", "TwoAFCResult", "TwoAFCSetResult", "JNDResult",

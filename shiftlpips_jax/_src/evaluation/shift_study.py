@@ -36,7 +36,7 @@ from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.data.folder import resize_shorter_side
 from shiftlpips_jax._src.evaluation import chart as _chart
 from shiftlpips_jax._src.evaluation.runner import tile_features
-from shiftlpips_jax._src.images import to_unit_range
+from shiftlpips_jax._src.pixels import to_unit_range
 from shiftlpips_jax._src.evaluation import distances as _distances
 
 __all__ = ["MODELS", "DEFAULT_MODELS", "ShiftStudy", "human_same_rate", "shift_distances",

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from shiftlpips_jax._src.evaluation.scores import twoafc_per_sample
-from shiftlpips_jax._src.images import to_unit_range
+from shiftlpips_jax._src.pixels import to_unit_range
 
 __all__ = ["RankNet", "rank_features", "rank_params_from_torch", "bce_ranking_loss",
            "two_afc_agreement", "torch_default_dense_init"]
