@@ -28,12 +28,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import outputs
-from .errors import InputError, ShiftLPIPSError
+from .errors import InputError, PlotDependencyError
 from .streaming import student_t_quantile
 
-__all__ = ["FORMATS", "MAX_MAPS", "PlotDependencyError", "figure_format", "render_shift_study",
-           "plot_shift_study", "render_eval", "plot_eval", "shared_vmax", "render_map_figure",
-           "map_figure"]
+__all__ = ["FORMATS", "MAX_MAPS", "PlotDependencyError", "check_available", "figure_format",
+           "render_shift_study", "plot_shift_study", "read_eval_results", "render_eval",
+           "plot_eval", "shared_vmax",
+           "render_map_figure", "map_figure"]
 
 FORMATS = (".png", ".svg", ".pdf")
 MAX_MAPS = 8  # side by side in one map figure
@@ -58,10 +59,6 @@ _METADATA = {".png": {"Software": None}, ".svg": {"Date": None, "Creator": None}
                       "Creator": None}}
 
 
-class PlotDependencyError(ShiftLPIPSError, ImportError):
-    """matplotlib, needed to draw figures, is not installed."""
-
-
 def _matplotlib():
     try:
         import matplotlib
@@ -71,6 +68,15 @@ def _matplotlib():
         raise PlotDependencyError(f"drawing figures needs matplotlib, which is not installed: "
                                   f"{_INSTALL}") from None
     return matplotlib, Figure, FigureCanvasAgg
+
+
+def check_available() -> None:
+    """Raises :class:`PlotDependencyError` now if matplotlib is missing (before a long run).
+
+    Raises:
+      PlotDependencyError: naming the install command.
+    """
+    _matplotlib()
 
 
 def figure_format(path: str) -> str:
@@ -335,6 +341,21 @@ def _read_results(results: Sequence[Any], names: Sequence[str] | None):
         seen[n] = seen.get(n, 0) + 1
         unique.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
     return [r for r, _, _ in loaded], unique, [p for _, _, p in loaded if p]
+
+
+def read_eval_results(results: Sequence[Any]) -> list[dict]:
+    """Reads and checks eval results for :func:`render_eval` without drawing (fails early).
+
+    Args:
+      results: paths to ``shiftlpips eval --json`` files (2AFC mode), or their dicts.
+
+    Returns:
+      The result dicts, in order.
+
+    Raises:
+      InputError: a missing or unreadable file, or one that is not a 2AFC result.
+    """
+    return _read_results(results, None)[0]
 
 
 def _short_sets(sets: list[str]) -> list[str]:
