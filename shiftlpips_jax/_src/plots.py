@@ -600,7 +600,6 @@ def render_map_figure(maps: Any, *, vmax: float, image: Any = None, alpha: float
     matplotlib, fig = _new_figure((fw, fh))
     with matplotlib.rc_context(_RC):
         cmap = matplotlib.colormaps["magma"]
-        mappable = None
         for i in range(n):
             ax = fig.add_axes(((left + i * (pw + gap)) / fw, 0.2 / fh, pw / fw, ph / fh))
             ax.set_axis_off()
@@ -610,17 +609,18 @@ def render_map_figure(maps: Any, *, vmax: float, image: Any = None, alpha: float
                 grey = imgs[i].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
                 ax.imshow(grey, cmap="gray", vmin=0, vmax=255, extent=extent,
                           interpolation="nearest")
-            mappable = ax.imshow(m[i], cmap=cmap, vmin=0.0, vmax=vmax, extent=extent,
-                                 interpolation="nearest",
-                                 alpha=float(alpha) if imgs is not None else None)
+            ax.imshow(m[i], cmap=cmap, vmin=0.0, vmax=vmax, extent=extent,
+                      interpolation="nearest", alpha=float(alpha) if imgs is not None else None)
             if titles:
                 ax.set_title(titles[i], fontsize=10)
         cax = fig.add_axes(((left + n * pw + (n - 1) * gap + cb_gap) / fw, 0.2 / fh,
                             cb_w / fw, ph / fh))
         finite = m[np.isfinite(m)]
         over = finite.size > 0 and float(finite.max()) > vmax
-        bar = fig.colorbar(mappable, cax=cax, extend="max" if over else "neither")
-        bar.solids.set_alpha(1.0)            # the scale itself is opaque, even over an image
+        # The scale itself is opaque, even when the maps are drawn translucent over an image.
+        scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, vmax),
+                                             cmap=cmap)
+        bar = fig.colorbar(scale, cax=cax, extend="max" if over else "neither")
         bar.set_label(f"{label} (fixed scale, 0 to {vmax:.3g})")
     return _encode(matplotlib, fig, fmt, dpi=dpi)
 
