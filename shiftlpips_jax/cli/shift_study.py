@@ -13,25 +13,15 @@ Example::
 from __future__ import annotations
 
 import argparse
-import os
 
-from shiftlpips_jax._src import images as images_lib
-from shiftlpips_jax._src import plots
-from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.evaluation import shift_study
 
 __all__ = ["add_parser"]
 
 
 def _run(args) -> int:
-    plots.figure_format(args.out)          # an unknown extension fails before any work
-    paths = list(args.images)
-    for folder in args.image_dirs or ():
-        names = images_lib.list_images(folder)
-        if not names:
-            raise InputError(f"--images {folder} holds no images (.png, .jpg, ...)")
-        paths += [os.path.join(folder, n) for n in names]
-    shift_study.run_shift_study(paths, max_shift=args.max_shift, models=args.models,
+    shift_study.run_shift_study(args.images, image_dirs=args.image_dirs or (),
+                                max_shift=args.max_shift, models=args.models,
                                 load_size=args.load_size or None, out=args.out,
                                 csv_path=args.csv, band=None if args.band == "none" else args.band)
     return 0

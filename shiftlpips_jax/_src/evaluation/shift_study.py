@@ -198,7 +198,8 @@ class ShiftStudy:
                                         band=band, format=format)
 
 
-def run_shift_study(images: Sequence[str] | None = None, *, max_shift: int = 9,
+def run_shift_study(images: Sequence[str] | None = None, *, image_dirs: Sequence[str] = (),
+                    max_shift: int = 9,
                     models: Sequence[str] = DEFAULT_MODELS, load_size: int | None = 256,
                     out: str | None = "shift_study.png", csv_path: str | None = None,
                     band: str | None = "ci95", stream: TextIO | None = None) -> ShiftStudy:
@@ -207,6 +208,8 @@ def run_shift_study(images: Sequence[str] | None = None, *, max_shift: int = 9,
     Args:
       images: image files; each is resized so its shorter side is ``load_size`` (bicubic;
         ``None`` keeps it).
+      image_dirs: folders whose images are studied too (``--images DIR``); with neither,
+        the bundled photos (:func:`bundled_images`).
       max_shift: largest shift in pixels (the user study covers 0-9).
       models: ids from :data:`MODELS` (``st-alex``, ``st-vgg``, ``lpips-alex``, ``lpips-vgg``,
         ``l2``).
@@ -235,7 +238,13 @@ def run_shift_study(images: Sequence[str] | None = None, *, max_shift: int = 9,
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise InputError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
-    paths = list(images) if images else bundled_images()
+    paths = list(images or ())
+    for folder in image_dirs:
+        names = images_lib.list_images(folder)
+        if not names:
+            raise InputError(f"--images {folder} holds no images (.png, .jpg, ...)")
+        paths += [os.path.join(folder, n) for n in names]
+    paths = paths or bundled_images()
     # Before any image is read or model loaded: the outputs are writable, distinct, not inputs.
     outputs.check_outputs([("--out", out or None), ("--csv", csv_path or None)], paths)
     imgs = []
