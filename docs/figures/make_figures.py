@@ -1,8 +1,8 @@
 """Regenerates the README figures: ``shift_study.png`` and ``eval_plot.png`` (in this folder).
 
 Both come from real runs of the command line on this machine (CPU is fine: 12m51s on this
-project's shared 2-core CPU, 2026-12-01 — 269 s for the shift study, 488 s for the three evals,
-mostly compilation; the script prints each figure's time):
+project's shared 2-core CPU, 2026-12-01 — 269 s for the shift study, 488 s for the fixture and
+the three evals, 208 s of it XLA compilation; the script prints each figure's time):
 
 * ``shift_study.png``: ``shiftlpips shift-study --out shift_study.png`` as a user runs it:
   ST-LPIPS alex / vgg, LPIPS alex / vgg and L2 on the four bundled photos (CC0 / public
