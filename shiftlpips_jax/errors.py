@@ -20,6 +20,7 @@ from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.errors import MetricCheckpointError
 from shiftlpips_jax._src.errors import NonFiniteLossError
 from shiftlpips_jax._src.errors import PathNotFoundError
+from shiftlpips_jax._src.errors import PlotDependencyError
 from shiftlpips_jax._src.errors import ShiftLPIPSError
 from shiftlpips_jax._src.errors import StateDictError
 from shiftlpips_jax._src.errors import UnsafeCheckpointError
@@ -33,6 +34,7 @@ __all__ = (
     "MetricCheckpointError",
     "NonFiniteLossError",
     "PathNotFoundError",
+    "PlotDependencyError",
     "ShiftLPIPSError",
     "StateDictError",
     "UnsafeCheckpointError",

@@ -186,7 +186,8 @@ def test_every_error_shares_one_base_and_keeps_its_builtin_base():
              "CheckpointFormatError": ValueError, "UnsafeCheckpointError": pickle.UnpicklingError,
              "StateDictError": ValueError, "WeightsError": RuntimeError,
              "MetricCheckpointError": ValueError, "DataError": ValueError,
-             "CheckpointError": RuntimeError, "NonFiniteLossError": FloatingPointError}
+             "CheckpointError": RuntimeError, "NonFiniteLossError": FloatingPointError,
+             "PlotDependencyError": ImportError}
     assert set(sl.errors.__all__) == set(pairs) | {"ShiftLPIPSError"}
     for name, builtin in pairs.items():
         cls = getattr(sl.errors, name)

@@ -35,8 +35,8 @@ def test_compare_other_model_and_heat_map(capsys, tmp_path, metrics, example):
                         "--net", "vgg", "--variant", "lpips", "--spatial-map", str(heat))
     assert code == 0
     assert abs(float(out) - float(metrics[("vgg", "lpips")](example[0], example[2]))) < 1e-6
-    img = np.asarray(Image.open(heat))
-    assert img.shape == (64, 64, 3) and img.std() > 0
+    img = np.asarray(Image.open(heat).convert("RGB"))     # a figure: map and colour bar
+    assert len(np.unique(img.reshape(-1, 3), axis=0)) > 100
 
 
 def _folders(tmp_path, example):

@@ -51,7 +51,8 @@ def _svg_text(data: bytes) -> str:
 def study():
     """A real shift study (L2 only: fast) on the bundled photo, plus curves shaped like the
     other metrics' for several images."""
-    s = shift_study.run_shift_study(models=["l2"], out=None, stream=io.StringIO())
+    s = shift_study.run_shift_study([shift_study.default_image()], models=["l2"], out=None,
+                                    stream=io.StringIO())
     rng = np.random.default_rng(0)
     base = s.raw["L2 (RGB)"][0]
     raw = {LABELS[0]: np.stack([base * 0.8 * (1 + 0.1 * rng.standard_normal(base.shape))

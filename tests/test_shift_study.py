@@ -46,7 +46,8 @@ def test_study_outputs_table_csv_and_chart(tmp_path):
     text = io.StringIO()
     study = ss.run_shift_study(None, max_shift=9, models=("st-alex", "l2"), load_size=64,
                                out=str(out), csv_path=str(csv_path), stream=text)
-    assert study.images == [ss.default_image()]
+    assert study.images == ss.bundled_images() and len(study.images) == 4
+    assert all(v.shape == (4, 10) for v in study.raw.values())
     norm = study.normalised()
     for curve in norm.values():
         assert curve[0] == 0.0 and curve[-1] == pytest.approx(1.0)
@@ -63,9 +64,9 @@ def test_study_outputs_table_csv_and_chart(tmp_path):
     assert float(rows[3]["ST-LPIPS alex distance"]) == pytest.approx(
         study.mean["ST-LPIPS alex"][3], rel=1e-6)
     assert float(rows[1]["people_same_rate"]) == pytest.approx(0.8067, abs=1e-4)
-    chart = np.asarray(Image.open(out))
-    assert chart.shape == (600, 960, 3)
-    assert len(np.unique(chart.reshape(-1, 3), axis=0)) > 20  # lines and text were drawn
+    chart = np.asarray(Image.open(out).convert("RGB"))
+    assert chart.shape == (506, 1210, 3)                       # 11 x 4.6 in at 110 dpi
+    assert len(np.unique(chart.reshape(-1, 3), axis=0)) > 500  # lines, bands and text
     assert "people same %" in text.getvalue() and "RMSE" in text.getvalue()
     assert sorted(os.listdir(tmp_path)) == ["study.csv", "study.png"]
 
@@ -74,7 +75,8 @@ def test_cli_runs_with_only_an_output_path(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     rc = cli.main(["shift-study", "--models", "l2", "--load-size", "48", "--max-shift", "12"])
     assert rc == 0
-    assert (tmp_path / "shift_study.png").exists()   # default output, default image
+    assert (tmp_path / "shift_study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # default output, default images
     out = capsys.readouterr().out
     assert "   12" in out  # shifts past the study's 9 are measured (no human value)
 

@@ -1,19 +1,20 @@
 """Regenerates the README figures: ``shift_study.png`` and ``eval_plot.png`` (in this folder).
 
-Both come from real runs of the package on this machine (CPU is fine, about 5 minutes):
+Both come from real runs of the command line on this machine (CPU is fine: 12m51s on this
+project's shared 2-core CPU, 2026-12-01 — 269 s for the shift study, 488 s for the fixture and
+the three evals, 208 s of it XLA compilation; the script prints each figure's time):
 
-* ``shift_study.png``: ``run_shift_study`` (as ``shiftlpips shift-study``) with ST-LPIPS alex /
-  vgg, LPIPS alex / vgg and L2 on the bundled photo plus five photos shipped inside
-  scikit-image (astronaut, coffee, rocket, camera, gravel; public domain / CC0), each resized to
-  a shorter side of 256 pixels; drawn with ``plot_shift_study`` (mean over the six images,
-  shaded 95% Student-t CI of the mean, people's curve from the paper's user study).
-* ``eval_plot.png``: ``shiftlpips eval --json`` for ST-LPIPS alex, LPIPS alex and L2 (Lab) on a
+* ``shift_study.png``: ``shiftlpips shift-study --out shift_study.png`` as a user runs it:
+  ST-LPIPS alex / vgg, LPIPS alex / vgg and L2 on the four bundled photos (CC0 / public
+  domain, 256x256), mean over the photos with a shaded 95% Student-t CI of the mean, people's
+  curve from the paper's user study.
+* ``eval_plot.png``: ``shiftlpips eval --json`` for LPIPS alex and L2 (Lab), then
+  ``shiftlpips eval --net alex --plot eval_plot.png --plot-with ...`` for ST-LPIPS alex, on a
   generated BAPPS-layout folder (``tests/bapps_fixture.py``: 6 val sets x 24 triplets of real
-  photo patches with real distortions, 64x64; the judges are random, so the 2AFC scores sit
-  near chance and only the layout and the rank-flip rates are meaningful), drawn with
-  ``plot_eval``.
+  photo patches with real distortions, 64x64). Its judges are random, so the 2AFC scores sit
+  near chance and only the layout and the rank-flip rates are meaningful.
 
-Needs the test extra (scikit-image, matplotlib)::
+Needs the test extra (scikit-image for the fixture, matplotlib)::
 
     pip install -c constraints.txt -e '.[test]'
     python docs/figures/make_figures.py            # writes docs/figures/*.png
@@ -24,9 +25,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-
-import numpy as np
-from PIL import Image
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -35,45 +34,32 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 from bapps_fixture import make_2afc  # noqa: E402
 
 from shiftlpips_jax import cli  # noqa: E402
-from shiftlpips_jax._src import plots  # noqa: E402
-from shiftlpips_jax._src.evaluation import shift_study  # noqa: E402
 
-PHOTOS = ("astronaut", "coffee", "rocket", "camera", "gravel")
-EVAL_RUNS = (("ST-LPIPS alex", ["--net", "alex", "--variant", "shift_tolerant"]),
-             ("LPIPS alex", ["--net", "alex", "--variant", "lpips"]),
-             ("L2 (Lab)", ["--net", "l2", "--colorspace", "Lab"]))
-DPI = 100          # keeps each PNG under 150 KB
+OTHER_RUNS = (["--net", "alex", "--variant", "lpips"], ["--net", "l2", "--colorspace", "Lab"])
+
+
+def _shiftlpips(*argv: str) -> None:
+    rc = cli.main(list(argv))
+    if rc != 0:
+        raise SystemExit(f"shiftlpips {' '.join(argv)} failed ({rc})")
 
 
 def shift_study_figure(work: str, out: str) -> None:
-    import skimage.data
-    paths = [shift_study.default_image()]
-    for name in PHOTOS:
-        img = np.asarray(getattr(skimage.data, name)())
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=-1)
-        path = os.path.join(work, f"{name}.png")
-        Image.fromarray(np.ascontiguousarray(img[..., :3])).save(path)
-        paths.append(path)
-    study = shift_study.run_shift_study(paths, out=None, load_size=256)
-    plots.plot_shift_study(study.shifts, study.raw, out, human_same=study.human_same, dpi=DPI)
+    _shiftlpips("shift-study", "--out", out)
 
 
 def eval_figure(work: str, out: str) -> None:
     root = os.path.join(work, "2afc")
     make_2afc(root, {f"val/{s}": 24 for s in ("traditional", "cnn", "superres", "deblur",
                                                "color", "frameinterp")}, size=64, seed=0)
-    jsons = []
-    for k, (_, args) in enumerate(EVAL_RUNS):
+    common = ["--load-size", "64", "--shifts", "1", "2", "3", "--no-progress"]
+    others = []
+    for k, args in enumerate(OTHER_RUNS):
         path = os.path.join(work, f"eval_{k}.json")
-        rc = cli.main(["eval", root, *args, "--load-size", "64", "--shifts", "1", "2", "3",
-                       "--json", path, "--no-progress"])
-        if rc != 0:
-            raise SystemExit(f"shiftlpips eval {' '.join(args)} failed ({rc})")
-        jsons.append(path)
-    plots.plot_eval(jsons, out, names=[name for name, _ in EVAL_RUNS], dpi=DPI,
-                    title="BAPPS 2AFC layout on a generated fixture (random judges: 2AFC near "
-                          "50%; rank flips are real)")
+        _shiftlpips("eval", root, *args, *common, "--json", path)
+        others.append(path)
+    _shiftlpips("eval", root, "--net", "alex", "--variant", "shift_tolerant", *common,
+                "--plot", out, "--plot-with", *others)
 
 
 def main() -> int:
@@ -81,8 +67,10 @@ def main() -> int:
         for name, make in (("shift_study.png", shift_study_figure),
                            ("eval_plot.png", eval_figure)):
             out = os.path.join(HERE, name)
+            start = time.perf_counter()
             make(work, out)
-            print(f"wrote {out} ({os.path.getsize(out) / 1024:.0f} KB)")
+            print(f"wrote {out} ({os.path.getsize(out) / 1024:.0f} KB, "
+                  f"{time.perf_counter() - start:.0f} s)")
     return 0
 
 

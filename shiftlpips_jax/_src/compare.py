@@ -1,8 +1,12 @@
 """The jobs behind ``shiftlpips compare``, ``shiftlpips pairs`` and ``shiftlpips example``.
 
 * ``compare A.png B.png`` prints the distance; ``compare DIR_A DIR_B`` compares same-named files
-  and writes CSV (``--out`` or stdout); ``--spatial-map OUT.png`` (a directory for folder inputs,
-  not an input folder) saves heat maps, ``DIR/<name without extension>.png``.
+  and writes CSV (``--out`` or stdout); ``--spatial-map OUT.png`` (``.svg``, ``.pdf``; a
+  directory for folder inputs, not an input folder, receiving ``<name without extension>.png``,
+  or ``.svg`` / ``.pdf`` with ``--map-format``)
+  draws the spatial distance maps with matplotlib, all on one colour scale (the 99th percentile
+  of every map of the run, or ``--map-vmax``) with a colour bar, over the first image in grey
+  with ``--map-overlay``.
 * ``pairs DIR`` compares every pair of images in a folder (CSV).
 * ``example`` compares the bundled example triplet under every pretrained model.
 
@@ -28,12 +32,12 @@ from typing import Sequence
 
 import numpy as np
 
-from . import images, outputs
+from . import images, outputs, plots
 from .errors import InputError, PathNotFoundError
 from .metric import Metric, available_models, load
 
 __all__ = ["compare_images", "compare_dirs", "compare_all_pairs", "run_example", "run_compare",
-           "run_pairs", "heatmap_paths", "check_model_args"]
+           "run_pairs", "heatmap_paths", "check_model_args", "check_map_args"]
 
 BATCH = 16
 
@@ -77,29 +81,82 @@ def _distances(metric: Metric, pairs: list[tuple[np.ndarray, np.ndarray]], spati
     return out
 
 
+def check_map_args(spatial_map: str | None, *, folder: bool, overlay: bool = False,
+                   vmax: float | None = None, map_format: str | None = None) -> str:
+    """Refuses bad map options before any work: format, matplotlib, ``vmax``, stray flags.
+
+    Args:
+      spatial_map: the ``--spatial-map`` path (a figure file, or a folder when ``folder``).
+      folder: the inputs are folders (maps are ``<stem>.png`` in ``spatial_map``).
+      overlay, vmax, map_format: ``--map-overlay``, ``--map-vmax`` and ``--map-format``
+        (``png``, ``svg`` or ``pdf``: the maps' format in a folder job).
+
+    Returns:
+      The extension of the folder job's maps (``".png"`` by default).
+
+    Raises:
+      InputError: an unknown extension or format, a ``vmax`` that is not positive, or a map
+        option without ``spatial_map``.
+      PlotDependencyError: matplotlib is missing.
+    """
+    if spatial_map is None:
+        for flag, given in (("--map-overlay", overlay), ("--map-vmax", vmax is not None),
+                            ("--map-format", map_format is not None)):
+            if given:
+                raise InputError(f"{flag} needs --spatial-map OUT")
+        return ".png"
+    ext = ".png"
+    if not folder:
+        plots.figure_format(spatial_map)
+        if map_format is not None:
+            raise InputError("--map-format is for folder inputs; for two files the extension "
+                             f"of --spatial-map {spatial_map} picks the format")
+    elif map_format is not None:
+        ext = "." + str(map_format).lower().lstrip(".")
+        if ext not in plots.FORMATS:
+            raise InputError(f"--map-format must be png, svg or pdf; got {map_format!r}")
+    if vmax is not None and not (np.isfinite(vmax) and vmax > 0):
+        raise InputError(f"--map-vmax must be a positive number; got {vmax}")
+    plots.check_available()
+    return ext
+
+
+def _write_map(path: str, m: np.ndarray, vmax: float, image: np.ndarray | None,
+               title: str) -> None:
+    data = plots.render_map_figure(m, vmax=vmax, image=image, titles=[title],
+                                   format=plots.figure_format(path))
+    outputs.atomic_write_bytes(path, data)
+
+
 def compare_images(path_a: str, path_b: str, metric: Metric, *, resize: bool = False,
                    spatial_map: str | None = None, max_pixels: int = images.DEFAULT_MAX_PIXELS,
-                   alpha: str = "warn") -> float:
-    """Distance between two image files; optionally writes a heat-map PNG.
+                   alpha: str = "warn", map_overlay: bool = False,
+                   map_vmax: float | None = None) -> float:
+    """Distance between two image files; optionally draws the spatial distance map.
 
     Args:
       path_a, path_b: the image files.
       metric: from :func:`load`.
       resize: resize ``path_b`` to the size of ``path_a`` (bicubic) when they differ.
-      spatial_map: where to write the heat map (PNG), or ``None``.
+      spatial_map: where to draw the map (``.png``, ``.svg`` or ``.pdf``), or ``None``.
       max_pixels, alpha: see :func:`images.load_rgb`.
+      map_overlay: draw the map over ``path_a`` (in grey).
+      map_vmax: top of the colour scale (default: the map's 99th percentile).
 
     Returns:
       The distance.
     """
+    check_map_args(spatial_map, folder=False, overlay=map_overlay, vmax=map_vmax)
     outputs.check_outputs([("--spatial-map", spatial_map)], [path_a, path_b])
     a = images.load_rgb(path_a, max_pixels=max_pixels, alpha=alpha)
     b = images.load_rgb(path_b, max_pixels=max_pixels, alpha=alpha)
     b = _fit(a, b, resize, (path_a, path_b))
     _check_size(metric, a, path_a)
     if spatial_map:
-        maps = np.asarray(metric(a, b, spatial=True))[..., 0]
-        images.save_png_atomic(spatial_map, images.heatmap(maps))
+        m = np.asarray(metric(a, b, spatial=True))[..., 0]
+        vmax = map_vmax if map_vmax is not None else plots.shared_vmax(m)
+        _write_map(spatial_map, m, vmax, a if map_overlay else None,
+                   f"{os.path.basename(path_a)} vs {os.path.basename(path_b)}")
     return float(np.asarray(metric(a, b)))
 
 
@@ -121,8 +178,8 @@ def _emit_csv(header, rows, out: str | None) -> None:
         sys.stdout.write(text)
 
 
-def heatmap_paths(names: Sequence[str], directory: str) -> dict[str, str]:
-    """{image name: heat-map path} (``DIR/<stem>.png``); refuses two names with one stem.
+def heatmap_paths(names: Sequence[str], directory: str, ext: str = ".png") -> dict[str, str]:
+    """{image name: map path} (``DIR/<stem>.png``, or ``ext``); refuses two names with one stem.
 
     Raises:
       InputError: e.g. ``x.jpg`` and ``x.png``, which would both write ``DIR/x.png``.
@@ -130,7 +187,7 @@ def heatmap_paths(names: Sequence[str], directory: str) -> dict[str, str]:
     paths: dict[str, str] = {}
     by_path: dict[str, str] = {}
     for name in names:
-        path = os.path.join(directory, os.path.splitext(name)[0] + ".png")
+        path = os.path.join(directory, os.path.splitext(name)[0] + ext)
         if path in by_path:
             raise InputError(f"{by_path[path]} and {name} would both write the heat map {path}; "
                              "rename one of them or compare them separately")
@@ -146,7 +203,7 @@ def _same_dir(a: str, b: str) -> bool:
         return False
 
 
-def _plan_dirs(dir_a: str, dir_b: str, spatial_map_dir: str | None):
+def _plan_dirs(dir_a: str, dir_b: str, spatial_map_dir: str | None, map_ext: str = ".png"):
     """Names to compare, unmatched names, heat-map paths and input files; checks the outputs."""
     names_a, names_b = images.list_images(dir_a), images.list_images(dir_b)
     common = sorted(set(names_a) & set(names_b))
@@ -161,7 +218,7 @@ def _plan_dirs(dir_a: str, dir_b: str, spatial_map_dir: str | None):
                 raise InputError(f"--spatial-map {spatial_map_dir} is the input folder {d}; "
                                  "heat maps would replace or mix with the inputs: choose "
                                  "another folder")
-        maps = heatmap_paths(common, spatial_map_dir)
+        maps = heatmap_paths(common, spatial_map_dir, map_ext)
     inputs = [os.path.join(dir_a, n) for n in names_a] + [os.path.join(dir_b, n) for n in names_b]
     return common, unmatched, maps, inputs
 
@@ -175,23 +232,30 @@ def _skip_or_raise(err: InputError, what: str, skip_errors: bool, skipped: list)
 def compare_dirs(dir_a: str, dir_b: str, metric: Metric, *, resize: bool = False,
                  spatial_map_dir: str | None = None, skip_errors: bool = False,
                  max_pixels: int = images.DEFAULT_MAX_PIXELS, alpha: str = "warn",
-                 extra_outputs: Sequence[tuple[str, str | None]] = ()):
+                 extra_outputs: Sequence[tuple[str, str | None]] = (),
+                 map_overlay: bool = False, map_vmax: float | None = None,
+                 map_format: str | None = None):
     """Compares same-named images of two folders.
 
     Args:
       dir_a, dir_b: the folders.
       metric: from :func:`load`.
       resize: resize images of ``dir_b`` to their partner's size (bicubic) when they differ.
-      spatial_map_dir: write heat maps ``<stem>.png`` into this folder (not an input folder).
+      spatial_map_dir: draw the maps as ``<stem>.png`` into this folder (not an input folder),
+        all on one colour scale: ``map_vmax``, by default the 99th percentile of every map.
       skip_errors: skip pairs with an unreadable or unusable image instead of raising.
       max_pixels, alpha: see :func:`images.load_rgb`.
       extra_outputs: further ``(what, path)`` outputs to check with the heat maps (the CSV).
+      map_overlay: draw each map over its image of ``dir_a`` (in grey).
+      map_format: ``"png"`` (default), ``"svg"`` or ``"pdf"``: the maps' format.
 
     Returns:
       ``(rows, unmatched, skipped)``: ``[(name, distance)]``, names present in only one folder,
       and ``[(name, reason)]`` of the skipped pairs.
     """
-    common, unmatched, maps, inputs = _plan_dirs(dir_a, dir_b, spatial_map_dir)
+    ext = check_map_args(spatial_map_dir, folder=True, overlay=map_overlay, vmax=map_vmax,
+                         map_format=map_format)
+    common, unmatched, maps, inputs = _plan_dirs(dir_a, dir_b, spatial_map_dir, ext)
     outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()]
                           + list(extra_outputs), inputs)
     pairs, names, skipped = [], [], []
@@ -212,8 +276,11 @@ def compare_dirs(dir_a: str, dir_b: str, metric: Metric, *, resize: bool = False
                          "could be compared (see the skipped files above)")
     rows = [(name, d) for name, (d, _) in zip(names, _distances(metric, pairs, spatial=False))]
     if spatial_map_dir is not None:
-        for name, (_, m) in zip(names, _distances(metric, pairs, spatial=True)):
-            images.save_png_atomic(maps[name], images.heatmap(m))
+        spatial = [m for _, m in _distances(metric, pairs, spatial=True)]
+        # One colour scale for the whole run, so the maps compare with each other.
+        vmax = map_vmax if map_vmax is not None else plots.shared_vmax(spatial)
+        for name, (a, _), m in zip(names, pairs, spatial):
+            _write_map(maps[name], m, vmax, a if map_overlay else None, name)
     return rows, unmatched, skipped
 
 
@@ -336,14 +403,18 @@ def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tole
                 checkpoint: str | None = None, resize: bool = False,
                 spatial_map: str | None = None, out: str | None = None,
                 skip_errors: bool = False, max_pixels: int = images.DEFAULT_MAX_PIXELS,
-                alpha: str = "warn") -> float | list[tuple[str, float]]:
+                alpha: str = "warn", map_overlay: bool = False, map_vmax: float | None = None,
+                map_format: str | None = None) -> float | list[tuple[str, float]]:
     """The ``compare`` job: two images (prints the distance) or two folders (CSV).
 
     Args:
       a, b: two image files, or two folders (same-named images are compared).
       net, variant: the pretrained model; ``checkpoint``: a metric directory instead.
       resize: resize the second image of a pair to the first one's size (bicubic).
-      spatial_map: heat-map PNG (a folder for folder inputs); checked before any work.
+      spatial_map: the map figure (``.png``, ``.svg``, ``.pdf``; a folder for folder inputs);
+        checked before any work.
+      map_overlay, map_vmax, map_format: as :func:`compare_dirs` (``map_format``: folders
+        only).
       out: CSV file for folder inputs (default stdout).
       skip_errors: in folder jobs, skip unreadable or unusable files (listed on stderr).
       max_pixels, alpha: see :func:`images.load_rgb`.
@@ -354,26 +425,31 @@ def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tole
     _prepare(net, variant, checkpoint, max_pixels)
     a, b = _existing(a), _existing(b)
     read = dict(max_pixels=max_pixels, alpha=alpha)
+    draw = dict(map_overlay=map_overlay, map_vmax=map_vmax)
     if os.path.isdir(a) or os.path.isdir(b):
         if not (os.path.isdir(a) and os.path.isdir(b)):
             raise InputError("compare takes two image files or two directories, not a mix")
-        common, _, maps, inputs = _plan_dirs(a, b, spatial_map)
+        ext = check_map_args(spatial_map, folder=True, overlay=map_overlay, vmax=map_vmax,
+                             map_format=map_format)
+        common, _, maps, inputs = _plan_dirs(a, b, spatial_map, ext)
         csv_out = [("--out", out)]
         outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()] + csv_out,
                               inputs)
         metric = _metric(net, variant, checkpoint)
         rows, unmatched, skipped = compare_dirs(
             a, b, metric, resize=resize, spatial_map_dir=spatial_map, skip_errors=skip_errors,
-            extra_outputs=csv_out, **read)
+            extra_outputs=csv_out, map_format=map_format, **read, **draw)
         for name in unmatched:
             print(f"warning: {name} has no same-named image in the other folder; skipped",
                   file=sys.stderr)
         _report_skipped(skipped, len(common), "image pairs")
         _emit_csv(("name", "distance"), [(n, f"{d:.8g}") for n, d in rows], out)
         return rows
+    check_map_args(spatial_map, folder=False, overlay=map_overlay, vmax=map_vmax,
+                   map_format=map_format)
     outputs.check_outputs([("--spatial-map", spatial_map)], [a, b])
     metric = _metric(net, variant, checkpoint)
-    d = compare_images(a, b, metric, resize=resize, spatial_map=spatial_map, **read)
+    d = compare_images(a, b, metric, resize=resize, spatial_map=spatial_map, **read, **draw)
     print(f"{d:.6f}")
     return d
 

@@ -30,6 +30,7 @@ __all__ = [
     "DataError",
     "CheckpointError",
     "NonFiniteLossError",
+    "PlotDependencyError",
 ]
 
 
@@ -75,3 +76,8 @@ class CheckpointError(ShiftLPIPSError, RuntimeError):
 
 class NonFiniteLossError(ShiftLPIPSError, FloatingPointError):
     """The loss or the gradient became NaN/inf; the run stopped."""
+
+
+class PlotDependencyError(ShiftLPIPSError, ImportError):
+    """matplotlib, which draws the figures, is not installed (``pip install
+    'shiftlpips-jax[plot]'``)."""

@@ -1,4 +1,4 @@
-"""Image files in and out: safe RGB loading with clear errors, heat maps, atomic PNG writes.
+"""Image files in: safe RGB loading with clear errors, listing a folder's images.
 
 Every image the command line or the BAPPS readers decode goes through :func:`load_rgb`, which
 treats the file as untrusted: it must be a regular file (a FIFO, device or socket is refused
@@ -16,12 +16,10 @@ Example::
 
     img = load_rgb("a.png")                                  # (H, W, 3) uint8
     img = load_rgb("logo.png", alpha="composite-white", max_pixels=100_000_000)
-    save_png_atomic("map.png", heatmap(dist_map))
 """
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import warnings
@@ -29,13 +27,11 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from . import outputs
 from .errors import InputError, PathNotFoundError
 
 __all__ = ["IMAGE_EXTENSIONS", "IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ALPHA_POLICIES",
            "TransparencyWarning", "open_regular", "image_size", "load_rgb", "to_rgb8",
-           "resize_rgb", "heatmap", "png_bytes", "save_png_atomic",
-           "list_images", "example_path", "add_reading_args", "allow_large_images"]
+           "resize_rgb", "list_images", "example_path", "add_reading_args", "allow_large_images"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 # Pillow plugins allowed to parse a file, whatever its name. Leaving out the rest (EPS, which
@@ -284,36 +280,6 @@ def resize_rgb(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if img.shape[:2] == tuple(size):
         return img
     return np.asarray(Image.fromarray(img).resize((size[1], size[0]), Image.BICUBIC))
-
-
-# A compact perceptually ordered colour map (matplotlib's "magma" at 9 anchors, interpolated).
-_MAGMA = np.array([
-    [0, 0, 4], [28, 16, 68], [79, 18, 123], [129, 37, 129], [181, 54, 122],
-    [229, 80, 100], [251, 135, 97], [254, 194, 135], [252, 253, 191]], dtype=np.float64)
-
-
-def heatmap(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
-    """(H, W) non-negative values -> (H, W, 3) uint8 colours (0 dark, ``vmax`` bright)."""
-    v = np.asarray(values, dtype=np.float64)
-    top = float(np.nanmax(v)) if vmax is None else float(vmax)
-    t = np.clip(v / top, 0.0, 1.0) if top > 0 else np.zeros_like(v)
-    t = np.nan_to_num(t) * (len(_MAGMA) - 1)
-    lo = np.floor(t).astype(int).clip(0, len(_MAGMA) - 2)
-    frac = (t - lo)[..., None]
-    rgb = _MAGMA[lo] * (1 - frac) + _MAGMA[lo + 1] * frac
-    return rgb.round().astype(np.uint8)
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    """(H, W, 3) uint8 encoded as PNG."""
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def save_png_atomic(path: str, rgb: np.ndarray) -> None:
-    """Writes ``rgb`` as a PNG file atomically (see :func:`outputs.atomic_write_bytes`)."""
-    outputs.atomic_write_bytes(path, png_bytes(rgb))
 
 
 def list_images(directory: str) -> list[str]:

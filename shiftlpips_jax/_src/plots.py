@@ -28,12 +28,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import outputs
-from .errors import InputError, ShiftLPIPSError
+from .errors import InputError, PlotDependencyError
 from .streaming import student_t_quantile
 
-__all__ = ["FORMATS", "MAX_MAPS", "PlotDependencyError", "figure_format", "render_shift_study",
-           "plot_shift_study", "render_eval", "plot_eval", "shared_vmax", "render_map_figure",
-           "map_figure"]
+__all__ = ["FORMATS", "MAX_MAPS", "PlotDependencyError", "check_available", "figure_format",
+           "render_shift_study", "plot_shift_study", "read_eval_results", "render_eval",
+           "plot_eval", "shared_vmax",
+           "render_map_figure", "map_figure"]
 
 FORMATS = (".png", ".svg", ".pdf")
 MAX_MAPS = 8  # side by side in one map figure
@@ -58,10 +59,6 @@ _METADATA = {".png": {"Software": None}, ".svg": {"Date": None, "Creator": None}
                       "Creator": None}}
 
 
-class PlotDependencyError(ShiftLPIPSError, ImportError):
-    """matplotlib, needed to draw figures, is not installed."""
-
-
 def _matplotlib():
     try:
         import matplotlib
@@ -71,6 +68,15 @@ def _matplotlib():
         raise PlotDependencyError(f"drawing figures needs matplotlib, which is not installed: "
                                   f"{_INSTALL}") from None
     return matplotlib, Figure, FigureCanvasAgg
+
+
+def check_available() -> None:
+    """Raises :class:`PlotDependencyError` now if matplotlib is missing (before a long run).
+
+    Raises:
+      PlotDependencyError: naming the install command.
+    """
+    _matplotlib()
 
 
 def figure_format(path: str) -> str:
@@ -337,6 +343,21 @@ def _read_results(results: Sequence[Any], names: Sequence[str] | None):
     return [r for r, _, _ in loaded], unique, [p for _, _, p in loaded if p]
 
 
+def read_eval_results(results: Sequence[Any]) -> list[dict]:
+    """Reads and checks eval results for :func:`render_eval` without drawing (fails early).
+
+    Args:
+      results: paths to ``shiftlpips eval --json`` files (2AFC mode), or their dicts.
+
+    Returns:
+      The result dicts, in order.
+
+    Raises:
+      InputError: a missing or unreadable file, or one that is not a 2AFC result.
+    """
+    return _read_results(results, None)[0]
+
+
 def _short_sets(sets: list[str]) -> list[str]:
     prefixes = {s.split("/", 1)[0] for s in sets if "/" in s}
     if len(prefixes) == 1 and all("/" in s or s == "mean" for s in sets):
@@ -579,7 +600,6 @@ def render_map_figure(maps: Any, *, vmax: float, image: Any = None, alpha: float
     matplotlib, fig = _new_figure((fw, fh))
     with matplotlib.rc_context(_RC):
         cmap = matplotlib.colormaps["magma"]
-        mappable = None
         for i in range(n):
             ax = fig.add_axes(((left + i * (pw + gap)) / fw, 0.2 / fh, pw / fw, ph / fh))
             ax.set_axis_off()
@@ -589,17 +609,18 @@ def render_map_figure(maps: Any, *, vmax: float, image: Any = None, alpha: float
                 grey = imgs[i].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
                 ax.imshow(grey, cmap="gray", vmin=0, vmax=255, extent=extent,
                           interpolation="nearest")
-            mappable = ax.imshow(m[i], cmap=cmap, vmin=0.0, vmax=vmax, extent=extent,
-                                 interpolation="nearest",
-                                 alpha=float(alpha) if imgs is not None else None)
+            ax.imshow(m[i], cmap=cmap, vmin=0.0, vmax=vmax, extent=extent,
+                      interpolation="nearest", alpha=float(alpha) if imgs is not None else None)
             if titles:
                 ax.set_title(titles[i], fontsize=10)
         cax = fig.add_axes(((left + n * pw + (n - 1) * gap + cb_gap) / fw, 0.2 / fh,
                             cb_w / fw, ph / fh))
         finite = m[np.isfinite(m)]
         over = finite.size > 0 and float(finite.max()) > vmax
-        bar = fig.colorbar(mappable, cax=cax, extend="max" if over else "neither")
-        bar.solids.set_alpha(1.0)            # the scale itself is opaque, even over an image
+        # The scale itself is opaque, even when the maps are drawn translucent over an image.
+        scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0.0, vmax),
+                                             cmap=cmap)
+        bar = fig.colorbar(scale, cax=cax, extend="max" if over else "neither")
         bar.set_label(f"{label} (fixed scale, 0 to {vmax:.3g})")
     return _encode(matplotlib, fig, fmt, dpi=dpi)
 

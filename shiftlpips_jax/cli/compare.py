@@ -1,7 +1,8 @@
 """``shiftlpips compare A B``: the distance of two images, or of same-named images of two folders.
 
 Two files print the distance; two folders write CSV (``--out`` or stdout) and, with
-``--spatial-map DIR``, one heat map per pair (``DIR/<name without extension>.png``). Images of
+``--spatial-map DIR``, one map of the spatial distance per pair (``DIR/<name without
+extension>.png``), all on one colour scale with a colour bar. Images of
 different sizes are an error unless ``--resize``. The job is
 :func:`shiftlpips_jax._src.compare.run_compare`.
 
@@ -33,7 +34,9 @@ def _run(args) -> int:
     compare.run_compare(args.a, args.b, net=args.net, variant=args.variant,
                         checkpoint=args.checkpoint, resize=args.resize,
                         spatial_map=args.spatial_map, out=args.out, skip_errors=args.skip_errors,
-                        max_pixels=args.max_pixels, alpha=args.alpha)
+                        max_pixels=args.max_pixels, alpha=args.alpha,
+                        map_overlay=args.map_overlay, map_vmax=args.map_vmax,
+                        map_format=args.map_format)
     return 0
 
 
@@ -45,7 +48,17 @@ def add_parser(sub) -> None:
     p.add_argument("b", help="image file or folder")
     add_model_args(p)
     p.add_argument("--spatial-map", default=None, metavar="OUT",
-                   help="save a heat map of the spatial distance (PNG; for folder inputs a "
-                        "folder, not an input folder, receiving <name without extension>.png)")
+                   help="draw the map of the spatial distance with a colour bar (.png, .svg or "
+                        ".pdf; for folder inputs a folder, not an input folder, receiving <name "
+                        "without extension>.png (see --map-format), all on one colour scale; "
+                        "needs matplotlib: "
+                        "pip install 'shiftlpips-jax[plot]')")
+    p.add_argument("--map-overlay", action="store_true",
+                   help="draw the map over the first image (in grey)")
+    p.add_argument("--map-vmax", type=float, default=None, metavar="V",
+                   help="top of the maps' colour scale (default: the 99th percentile of all "
+                        "the run's maps); fix it to compare maps across runs")
+    p.add_argument("--map-format", choices=("png", "svg", "pdf"), default=None,
+                   help="format of the maps of a folder comparison (default png)")
     p.add_argument("--out", default=None, help="CSV file for folder comparisons (default stdout)")
     p.set_defaults(func=_run)

@@ -26,7 +26,8 @@ def _run(args) -> int:
                  batch_size=args.batch_size, limit=args.limit, num_threads=args.threads,
                  workers=args.workers, precision=args.precision, json_path=args.json,
                  csv_path=args.per_sample, progress=not args.no_progress,
-                 skip_errors=args.skip_errors, max_pixels=args.max_pixels, alpha=args.alpha)
+                 skip_errors=args.skip_errors, max_pixels=args.max_pixels, alpha=args.alpha,
+                 plot=args.plot, plot_with=args.plot_with)
     return 0
 
 
@@ -54,6 +55,11 @@ def add_parser(sub) -> None:
     p.add_argument("--json", default=None, metavar="OUT.json", help="write the scores as JSON")
     p.add_argument("--per-sample", default=None, metavar="OUT.csv",
                    help="write per-sample distances and scores as CSV")
+    p.add_argument("--plot", default=None, metavar="OUT",
+                   help="draw 2AFC per set and r_rf against shift (.png, .svg or .pdf; needs "
+                        "matplotlib: pip install 'shiftlpips-jax[plot]')")
+    p.add_argument("--plot-with", nargs="+", default=[], metavar="RESULT.json",
+                   help="other runs' --json results drawn beside this one in --plot")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="only the first N triplets / pairs of each set (a quick look)")
     p.add_argument("--batch-size", type=int, default=50)

@@ -5,8 +5,9 @@ is this command's ``--help``).
 
 Example::
 
-    shiftlpips shift-study                     # the bundled photo (CC0), all models, study.png
-    shiftlpips shift-study a.png b.jpg --max-shift 9 --out study.png --csv study.csv
+    shiftlpips shift-study                     # the bundled photos, all models, study.png
+    shiftlpips shift-study a.png b.jpg --max-shift 9 --out study.svg --csv study.csv
+    shiftlpips shift-study --images photos/ --out study.pdf
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ __all__ = ["add_parser"]
 
 
 def _run(args) -> int:
-    shift_study.run_shift_study(args.images, max_shift=args.max_shift, models=args.models,
+    shift_study.run_shift_study(args.images, image_dirs=args.image_dirs or (),
+                                max_shift=args.max_shift, models=args.models,
                                 load_size=args.load_size or None, out=args.out,
-                                csv_path=args.csv)
+                                csv_path=args.csv, band=None if args.band == "none" else args.band)
     return 0
 
 
@@ -33,9 +35,16 @@ def add_parser(sub) -> None:
                        description=shift_study.DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="*", metavar="IMAGE",
-                   help="image files (default: a bundled photo)")
+                   help="image files (default: the four bundled photos)")
+    p.add_argument("--images", dest="image_dirs", action="append", metavar="DIR",
+                   help="also every image of this folder (repeatable)")
     p.add_argument("--max-shift", type=int, default=9, help="largest shift in pixels (default 9)")
-    p.add_argument("--out", default="shift_study.png", help="chart PNG (default shift_study.png)")
+    p.add_argument("--out", default="shift_study.png",
+                   help="the figure; .png, .svg or .pdf picks the format (default "
+                        "shift_study.png; needs matplotlib: pip install 'shiftlpips-jax[plot]')")
+    p.add_argument("--band", choices=("ci95", "std", "none"), default="ci95",
+                   help="shaded band over the images: 95%% confidence interval of the mean "
+                        "(default), one standard deviation, or none")
     p.add_argument("--csv", default=None, help="also write the numbers as CSV")
     p.add_argument("--models", nargs="+", default=list(shift_study.DEFAULT_MODELS),
                    choices=list(models),

@@ -17,7 +17,10 @@ throughput; ``--limit N`` scores only the first N of each set. The JSON and CSV 
 checked before anything is read (writable; neither may be a dataset file or the other) and
 written atomically, only after the whole run succeeded. ``--skip-errors`` leaves out records
 with unreadable files (listed on stderr and in the JSON's ``skipped``); images are read with
-``--max-pixels`` and ``--alpha`` as in ``compare``.
+``--max-pixels`` and ``--alpha`` as in ``compare``. ``--plot OUT`` (2AFC; ``.png``, ``.svg``
+or ``.pdf``; needs matplotlib) draws 2AFC per set and r_rf against shift for this run and the
+result JSONs of other runs given with ``--plot-with``, one colour per metric, named by each
+JSON's net/variant.
 
 Example::
 
@@ -35,6 +38,7 @@ from typing import Sequence, TextIO
 
 from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src import outputs
+from shiftlpips_jax._src import plots
 from shiftlpips_jax._src.errors import InputError, PathNotFoundError
 from shiftlpips_jax._src.compare import check_model_args
 from shiftlpips_jax._src.data import folder as _folder
@@ -117,11 +121,14 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
              workers: int | None = None, precision: str = "highest",
              json_path: str | None = None, csv_path: str | None = None, progress: bool = True,
              out: TextIO | None = None, skip_errors: bool = False,
-             max_pixels: int = images_lib.DEFAULT_MAX_PIXELS, alpha: str = "warn"):
+             max_pixels: int = images_lib.DEFAULT_MAX_PIXELS, alpha: str = "warn",
+             plot: str | None = None, plot_with: Sequence[str] = ()):
     """The ``eval`` job: reads ROOT, scores the distance, prints the table, writes JSON/CSV.
 
     Args: as the command's options (see ``shiftlpips eval --help``); ``skip_errors``,
-      ``max_pixels`` and ``alpha`` are passed to :func:`shiftlpips_jax.data.read_2afc`.
+      ``max_pixels`` and ``alpha`` are passed to :func:`shiftlpips_jax.data.read_2afc`;
+      ``plot`` is the figure file (``--plot``) and ``plot_with`` the other runs' result JSONs
+      drawn beside this one (``--plot-with``).
 
     Returns:
       The :class:`TwoAFCResult` or :class:`JNDResult` (whose ``to_json()`` is the JSON, which
@@ -137,8 +144,10 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
                 colorspace=colorspace, load_size=load_size, shifts=shifts,
                 batch_size=batch_size, limit=limit, num_threads=num_threads, workers=workers,
                 precision=precision)
-    wanted = [("--json", json_path), ("--per-sample", csv_path)]
-    outputs.check_outputs(wanted)  # writable and distinct, before the (long) read
+    plot_with = [os.fspath(p) for p in plot_with]
+    fmt, others = _check_plot(mode, plot, plot_with)
+    wanted = [("--json", json_path), ("--per-sample", csv_path), ("--plot", plot)]
+    outputs.check_outputs(wanted, plot_with)  # writable and distinct, before the (long) read
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
         raise PathNotFoundError(f"BAPPS {mode} folder not found: {root}")
@@ -147,7 +156,7 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
     source = read(root, datasets, load_size, skip_errors=skip_errors, max_pixels=max_pixels,
                   alpha=alpha)
     outputs.check_outputs(wanted, [p for v in source.paths.values() for p in v]
-                          + list(source.label_paths))
+                          + list(source.label_paths) + plot_with)
     for path, reason in source.skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if source.skipped:
@@ -180,10 +189,25 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
         files.append((json_path, (json.dumps(payload, indent=2) + "\n").encode()))
     if csv_path:
         files.append((csv_path, per_sample_csv(result).encode()))
+    if plot:
+        files.append((plot, plots.render_eval([result.to_json(), *others], format=fmt)))
     outputs.atomic_write_many(files)
     for path, _ in files:
         print(f"wrote {path}", file=out)
     return result
+
+
+def _check_plot(mode: str, plot: str | None, plot_with: list[str]):
+    """(figure format, other results) of ``--plot`` / ``--plot-with``, checked before the run."""
+    if plot is None:
+        if plot_with:
+            raise InputError("--plot-with needs --plot OUT (the figure to draw them in)")
+        return None, []
+    if mode != "2afc":
+        raise InputError("--plot draws 2AFC and r_rf scores; it needs --mode 2afc")
+    fmt = plots.figure_format(plot)
+    plots.check_available()
+    return fmt, plots.read_eval_results(plot_with) if plot_with else []
 
 
 def _device() -> str:

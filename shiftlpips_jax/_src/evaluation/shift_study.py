@@ -4,16 +4,19 @@ The paper's user study (Ghildyal & Liu, ECCV 2022, project page table "Pixel shi
 (Same)") asked people whether an image and its copy shifted by 0-9 pixels were the same; the
 "same" rate falls gradually with the shift. This command shifts each image right by n = 0 ..
 ``max_shift`` pixels as a crop-shift (``ref = img[:, :W-m]``, ``shifted = img[:, n:n+W-m]``, m =
-``max_shift``), measures each metric's distance, and plots, on one scale, every metric's
-distance normalised to its value at ``max_shift`` next to the people's "different" rate
-(1 - same) normalised the same way (0 at no shift, 1 at the largest shift), so the shapes of the
-curves can be compared. It also prints (and writes with ``--csv``) the raw numbers, the RMSE of
-each normalised curve against people's, and the Pearson correlation of the raw distances with
-people's "different" rate.
+``max_shift``), measures each metric's distance, and draws a figure (PNG, SVG or PDF by the
+extension of ``--out``; needs matplotlib): left, the raw distance, mean over the images with a
+shaded 95% confidence interval of the mean; right, every metric's mean curve normalised to 0 at
+no shift and 1 at the largest shift with people's data, next to people's "different" rate
+(1 - same) normalised the same way, so the shapes of the curves can be compared. Without
+images it uses the bundled photos (CC0 / public domain). It also prints (and writes with
+``--csv``) the raw numbers, the RMSE of each normalised curve against people's, and the Pearson
+correlation of the raw distances with people's "different" rate.
 
 Example::
 
-    study = run_shift_study(["a.png"], max_shift=9, out="study.png", csv_path="study.csv")
+    study = run_shift_study(["a.png", "b.png"], max_shift=9, out="study.svg",
+                            csv_path="study.csv")
     print(study.table())
 """
 
@@ -32,15 +35,15 @@ import numpy as np
 
 from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src import outputs
+from shiftlpips_jax._src import plots
 from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.data.folder import resize_shorter_side
-from shiftlpips_jax._src.evaluation import chart as _chart
 from shiftlpips_jax._src.evaluation.runner import tile_features
 from shiftlpips_jax._src.pixels import to_unit_range
 from shiftlpips_jax._src.evaluation import distances as _distances
 
 __all__ = ["MODELS", "DEFAULT_MODELS", "ShiftStudy", "human_same_rate", "shift_distances",
-           "run_shift_study", "default_image", "DESCRIPTION"]
+           "run_shift_study", "default_image", "bundled_images", "DESCRIPTION"]
 
 # id -> (net, variant, label)
 MODELS = {
@@ -55,9 +58,19 @@ _ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
                        "assets")
 
 
+# 256x256 crops of scikit-image's sample photos (CC0 / public domain; see assets/README.md).
+_BUNDLED = ("shift_study_chelsea.png", "shift_study_coffee.jpg", "shift_study_astronaut.jpg",
+            "shift_study_rocket.jpg")
+
+
 def default_image() -> str:
-    """The bundled photo (scikit-image's ``chelsea``, CC0, a 256x256 crop)."""
-    return os.path.join(_ASSETS, "shift_study_chelsea.png")
+    """The first bundled photo (scikit-image's ``chelsea``, CC0, a 256x256 crop)."""
+    return os.path.join(_ASSETS, _BUNDLED[0])
+
+
+def bundled_images() -> list[str]:
+    """The bundled photos the study uses when given none (four 256x256 crops)."""
+    return [os.path.join(_ASSETS, name) for name in _BUNDLED]
 
 
 def human_same_rate() -> dict[int, float]:
@@ -179,49 +192,59 @@ class ShiftStudy:
             w.writerow(row)
         return buf.getvalue()
 
-    def chart(self) -> np.ndarray:
-        norm = self.normalised()
-        k = len(next(iter(norm.values())))
-        xs = list(self.shifts[:k])
-        series = []
-        if "people (1 - same rate)" in norm:
-            series.append(_chart.Series("people: 1 - same rate", xs,
-                                        norm["people (1 - same rate)"], color=(0, 0, 0),
-                                        width=4, dashed=True))
-        series += [_chart.Series(lab, xs, norm[lab]) for lab in self.raw]
-        note = "\n".join(f"{lab}: RMSE {rmse:.3f}" for lab, (rmse, _) in
-                         sorted(self.agreement().items(), key=lambda kv: kv[1][0]))
-        return _chart.line_chart(
-            series, title="Sensitivity to pixel shift: metrics vs people",
-            xlabel="right shift (pixels)",
-            ylabel="normalised difference (0 = no shift, 1 = largest)",
-            ylim=(min(0.0, float(min(np.min(s.y) for s in series))),
-                  max(1.0, float(max(np.max(s.y) for s in series)))),
-            note=("RMSE vs people\n" + note) if note else "")
+    def figure(self, *, format: str = ".png", band: str | None = "ci95") -> bytes:
+        """The study's figure (see :func:`plots.render_shift_study`), encoded as ``format``."""
+        return plots.render_shift_study(self.shifts, self.raw, human_same=self.human_same,
+                                        band=band, format=format)
 
 
-def run_shift_study(images: Sequence[str] | None = None, *, max_shift: int = 9,
+def run_shift_study(images: Sequence[str] | None = None, *, image_dirs: Sequence[str] = (),
+                    max_shift: int = 9,
                     models: Sequence[str] = DEFAULT_MODELS, load_size: int | None = 256,
                     out: str | None = "shift_study.png", csv_path: str | None = None,
-                    stream: TextIO | None = None) -> ShiftStudy:
-    """Runs the study on ``images`` (default: the bundled photo), writes the PNG / CSV.
+                    band: str | None = "ci95", stream: TextIO | None = None) -> ShiftStudy:
+    """Runs the study on ``images`` (default: the bundled photos), writes the figure / CSV.
 
     Args:
       images: image files; each is resized so its shorter side is ``load_size`` (bicubic;
         ``None`` keeps it).
+      image_dirs: folders whose images are studied too (``--images DIR``); with neither,
+        the bundled photos (:func:`bundled_images`).
       max_shift: largest shift in pixels (the user study covers 0-9).
       models: ids from :data:`MODELS` (``st-alex``, ``st-vgg``, ``lpips-alex``, ``lpips-vgg``,
         ``l2``).
-      out, csv_path: where to write the chart (PNG) and the numbers (CSV), atomically (both
-        or neither are replaced); checked before the work starts.
+      out: the figure; its extension (``.png``, ``.svg``, ``.pdf``) picks the format.
+      csv_path: the numbers as CSV. Both are checked (format, matplotlib, writable, not an
+        input) before the work starts and written atomically (both or neither are replaced).
+      band: the shaded band of the raw panel over the images: ``"ci95"`` (95% Student-t
+        confidence interval of the mean), ``"std"`` or ``None``.
+      stream: where the table goes (default stdout).
+
+    Returns:
+      The :class:`ShiftStudy`.
+
+    Raises:
+      InputError: bad arguments, an unknown figure extension, unreadable images or outputs.
+      PlotDependencyError: ``out`` given and matplotlib missing.
     """
     stream = stream or sys.stdout
+    fmt = plots.figure_format(out) if out else None
+    if band not in ("ci95", "std", None):
+        raise InputError(f"band must be 'ci95', 'std' or None; got {band!r}")
+    if out:
+        plots.check_available()
     if max_shift < 1:
         raise InputError(f"--max-shift must be at least 1; got {max_shift}")
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise InputError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
-    paths = list(images) if images else [default_image()]
+    paths = list(images or ())
+    for folder in image_dirs:
+        names = images_lib.list_images(folder)
+        if not names:
+            raise InputError(f"--images {folder} holds no images (.png, .jpg, ...)")
+        paths += [os.path.join(folder, n) for n in names]
+    paths = paths or bundled_images()
     # Before any image is read or model loaded: the outputs are writable, distinct, not inputs.
     outputs.check_outputs([("--out", out or None), ("--csv", csv_path or None)], paths)
     imgs = []
@@ -239,7 +262,7 @@ def run_shift_study(images: Sequence[str] | None = None, *, max_shift: int = 9,
     print(study.table(), file=stream)
     files = []
     if out:
-        files.append((out, images_lib.png_bytes(study.chart())))
+        files.append((out, study.figure(format=fmt, band=band)))
     if csv_path:
         files.append((csv_path, study.csv_text().encode()))
     outputs.atomic_write_many(files)
