@@ -17,7 +17,9 @@ throughput; ``--limit N`` scores only the first N of each set. The JSON and CSV 
 checked before anything is read (writable; neither may be a dataset file or the other) and
 written atomically, only after the whole run succeeded. ``--skip-errors`` leaves out records
 with unreadable files (listed on stderr and in the JSON's ``skipped``); images are read with
-``--max-pixels`` and ``--alpha`` as in ``compare``.
+``--max-pixels`` and ``--alpha`` as in ``compare``. Every local device scores ``--batch-size``
+records per step; with ``jax.distributed`` (``--coordinator-address``, ``--num-processes``,
+``--process-id``) each process reads and scores its share and process 0 prints and writes.
 
 Example::
 
@@ -33,6 +35,7 @@ import os
 import sys
 from typing import Sequence, TextIO
 
+from shiftlpips_jax._src import distributed
 from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src import outputs
 from shiftlpips_jax._src.errors import InputError, PathNotFoundError
@@ -138,7 +141,9 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
                 batch_size=batch_size, limit=limit, num_threads=num_threads, workers=workers,
                 precision=precision)
     wanted = [("--json", json_path), ("--per-sample", csv_path)]
-    outputs.check_outputs(wanted)  # writable and distinct, before the (long) read
+    writer = distributed.is_writer()  # process 0 prints and writes; every process scores
+    if writer:
+        outputs.check_outputs(wanted)  # writable and distinct, before the (long) read
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
         raise PathNotFoundError(f"BAPPS {mode} folder not found: {root}")
@@ -146,11 +151,12 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
     read = _folder.read_2afc if mode == "2afc" else _folder.read_jnd
     source = read(root, datasets, load_size, skip_errors=skip_errors, max_pixels=max_pixels,
                   alpha=alpha)
-    outputs.check_outputs(wanted, [p for v in source.paths.values() for p in v]
-                          + list(source.label_paths))
-    for path, reason in source.skipped:
+    if writer:
+        outputs.check_outputs(wanted, [p for v in source.paths.values() for p in v]
+                              + list(source.label_paths))
+    for path, reason in source.skipped if writer else ():
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    if source.skipped:
+    if source.skipped and writer:
         print(f"skipped {len(source.skipped)} {'triplets' if mode == '2afc' else 'pairs'} "
               f"(--skip-errors); {len(source)} remain", file=sys.stderr)
     dist = _distances.get_distance(net, variant, colorspace=colorspace, checkpoint=checkpoint)
@@ -165,6 +171,8 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
                                       num_threads=num_threads, workers=workers,
                                       precision=precision, progress=progress)
         count, unit = result.pairs, "pairs"
+    if not writer:
+        return result
     print(result.table(), file=out)
     rate = count / result.seconds if result.seconds > 0 else float("nan")
     wait = 100.0 * result.data_wait_seconds / result.seconds if result.seconds > 0 else 0.0
@@ -189,7 +197,8 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
 def _device() -> str:
     import jax
     d = jax.devices()[0]
-    return f"{d.platform} x{jax.device_count()}"
+    procs = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    return f"{d.platform} x{jax.device_count()}{procs}"
 
 
 # The command's --help text: this module's synopsis up to its example.
