@@ -515,7 +515,7 @@ def _bar(progress: bool, total: int, desc: str, unit: str, stream) -> dict:
 def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] = (1, 2, 3),
                   batch_size: int = 50, limit: int | None = None, num_threads: int | None = None,
                   workers: int | None = None, precision: str = "highest", progress: bool = True,
-                  stream: TextIO | None = None) -> TwoAFCResult:
+                  stream: TextIO | None = None, mesh: Mesh | None = None) -> TwoAFCResult:
     """2AFC scores (and crop-shift rank flips) of ``dist`` on every set of ``source``.
 
     Args:
@@ -532,6 +532,7 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
       precision: ``"highest"`` (float32 everywhere) or ``"default"`` (TF32 on recent GPUs).
       progress: draw a progress bar with rate and ETA on ``stream``.
       stream: where the bar goes (default stderr).
+      mesh: a ``("data",)`` mesh of this process's devices to score on (default: all of them).
 
     Returns:
       :class:`TwoAFCResult` holding every distance; ``.to_json()`` / ``.table()``.
@@ -544,7 +545,7 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
     num_threads = num_threads or default_threads()
     _check_common(batch_size, limit, num_threads)
     check_image_sizes(source, dist, shifts=shifts)
-    mesh = distributed.local_mesh()
+    mesh = distributed.local_mesh() if mesh is None else mesh
     step = make_2afc_step(dist, shifts=shifts, precision=_check_precision(precision), mesh=mesh)
     total = sum(min(len(s), limit) if limit else len(s) for s in source.sets)
     raw, seconds, wait, compile_s = _run(
@@ -569,12 +570,12 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
 def evaluate_jnd(source: BappsSource, dist: Distance, *, batch_size: int = 50,
                  limit: int | None = None, num_threads: int | None = None,
                  workers: int | None = None, precision: str = "highest", progress: bool = True,
-                 stream: TextIO | None = None) -> JNDResult:
+                 stream: TextIO | None = None, mesh: Mesh | None = None) -> JNDResult:
     """JND mAP of ``dist`` on every set of ``source``.
 
     Args:
       source: from :func:`shiftlpips_jax.data.read_jnd`.
-      dist, batch_size, limit, num_threads, workers, precision, progress, stream: as
+      dist, batch_size, limit, num_threads, workers, precision, progress, stream, mesh: as
         :func:`evaluate_2afc`.
 
     Returns:
@@ -584,7 +585,7 @@ def evaluate_jnd(source: BappsSource, dist: Distance, *, batch_size: int = 50,
     num_threads = num_threads or default_threads()
     _check_common(batch_size, limit, num_threads)
     check_image_sizes(source, dist, shifts=())
-    mesh = distributed.local_mesh()
+    mesh = distributed.local_mesh() if mesh is None else mesh
     step = make_jnd_step(dist, precision=_check_precision(precision), mesh=mesh)
     total = sum(min(len(s), limit) if limit else len(s) for s in source.sets)
     raw, seconds, wait, compile_s = _run(
