@@ -8,6 +8,10 @@
 * Runner: :func:`evaluate_2afc` (2AFC + crop-shift rank flips for n = 1, 2, 3, reference features
   computed once per triplet) and :func:`evaluate_jnd`, with parallel decoding, a progress bar and
   results that print as the paper's table (``.table()``) or the CLI's JSON (``.to_json()``).
+* Streaming statistics: :class:`DistanceStats` (a mergeable, jit-friendly state: count, mean,
+  std, min, max; ``clu.metrics.Metric`` protocol; merges over batches, devices and processes
+  with :func:`merge_across_processes`), :func:`pad_batch` for a short last batch, and
+  :func:`summarize` (the same summary, with the Student-t 95% CI of the mean, of NumPy values).
 * Command line: ``shiftlpips eval`` (:mod:`shiftlpips_jax.cli.eval`) and ``shiftlpips shift-study``
   (:mod:`shiftlpips_jax.cli.shift_study`).
 
@@ -45,10 +49,15 @@ from shiftlpips_jax._src.evaluation.scores import rank_flips_better
 from shiftlpips_jax._src.evaluation.scores import twoafc_per_sample
 from shiftlpips_jax._src.evaluation.scores import twoafc_score
 from shiftlpips_jax._src.evaluation.scores import voc_ap
+from shiftlpips_jax._src.streaming import DistanceStats
+from shiftlpips_jax._src.streaming import merge_across_processes
+from shiftlpips_jax._src.streaming import pad_batch
+from shiftlpips_jax._src.streaming import summarize
 
 __all__ = (
     "COLORSPACES",
     "Distance",
+    "DistanceStats",
     "JNDResult",
     "JNDSetResult",
     "SHIFT_OFFSET",
@@ -62,14 +71,17 @@ __all__ = (
     "jnd_map",
     "l2_distance",
     "learned_distance",
+    "merge_across_processes",
     "ms_ssim",
     "msssim_distance",
+    "pad_batch",
     "rank_flip_rate",
     "rank_flips",
     "rank_flips_better",
     "rgb_to_lab",
     "ssim",
     "ssim_distance",
+    "summarize",
     "twoafc_per_sample",
     "twoafc_score",
     "voc_ap",

@@ -4,7 +4,12 @@ import io
 import os
 import re
 
+import numpy as np
+import pytest
+
 from shiftlpips_jax._src.compare import run_example
+from shiftlpips_jax.errors import InputError
+from shiftlpips_jax.evaluation import summarize
 from conftest import REPO
 
 README = open(os.path.join(REPO, "README.md")).read()
@@ -19,6 +24,18 @@ def test_python_snippets_run():
     assert namespace["d"].shape == (4,)
     assert namespace["m"].shape == (4, 64, 64, 1)
     assert namespace["grad"].shape == (4, 64, 64, 3)
+    # reduction= and the streaming example give the metric's own numbers.
+    metric, x, y = namespace["metric"], namespace["x"], namespace["y"]
+    assert float(namespace["mean_d"]) == pytest.approx(float(np.mean(metric(x, y))), rel=1e-6)
+    with pytest.raises(InputError, match="'none', 'mean', 'sum'"):
+        metric(x, y, reduction="avg")
+    want = summarize(np.asarray(metric(namespace["outputs"], namespace["targets"])))
+    for key in ("summary", "sharded_summary"):
+        got = namespace["summary"] if key == "summary" else namespace["sharded_stats"].summary()
+        assert got["count"] == 10, key
+        for k in ("mean", "std", "min", "max"):
+            assert got[k] == pytest.approx(want[k], rel=1e-5), (key, k)
+        np.testing.assert_allclose(got["ci95"], want["ci95"], rtol=1e-4)
 
 
 def test_quickstart_has_two_commands_and_true_output():

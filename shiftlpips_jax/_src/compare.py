@@ -8,6 +8,14 @@
   of every map of the run, or ``--map-vmax``) with a colour bar, over the first image in grey
   with ``--map-overlay``.
 * ``pairs DIR`` compares every pair of images in a folder (CSV).
+* Folder jobs print N, mean, std and the 95% CI of the mean after the rows (on stdout, or on
+  stderr when the CSV goes to stdout); ``--json OUT`` writes ``{"summary": {...}, "per_image":
+  {name: d}}`` (``pairs``: ``"per_pair"``), NaN as null. ``--skip-errors`` counts what it
+  skipped in the summary.
+* Each step scores ``BATCH`` pairs on every local device (a ``("data",)`` mesh,
+  ``shard_map``), so results do not depend on the device count; with ``jax.distributed``
+  initialised each process scores its share (``compare`` reads only its share's images,
+  ``pairs`` reads every image since a pair needs two) and process 0 prints and writes.
 * ``example`` compares the bundled example triplet under every pretrained model.
 
 Images of different sizes are an error unless ``--resize`` (bicubic, to the first image's size).
@@ -26,18 +34,27 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
+import math
 import os
 import sys
-from typing import Sequence
+import weakref
+from typing import Any, Sequence
 
+import jax
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
-from . import images, outputs, plots
+from . import distributed, images, outputs, plots
+from .distributed import AXIS
 from .errors import InputError, PathNotFoundError
 from .metric import Metric, available_models, load
+from .pixels import to_unit_range
+from .streaming import pad_batch, summarize
 
 __all__ = ["compare_images", "compare_dirs", "compare_all_pairs", "run_example", "run_compare",
-           "run_pairs", "heatmap_paths", "check_model_args", "check_map_args"]
+           "run_pairs", "heatmap_paths", "check_model_args", "check_map_args", "folder_summary",
+           "summary_line"]
 
 BATCH = 16
 
@@ -59,25 +76,54 @@ def _check_size(metric: Metric, img: np.ndarray, name: str) -> None:
                          f"{metric.min_size}x{metric.min_size} pixels")
 
 
+# Per metric, its sharded distance programs and replicated parameters; weak keys, so a metric
+# dropped by the caller is not kept alive here. The programs close over the module, never the
+# Metric (which holds the parameters).
+_SHARDED: "weakref.WeakKeyDictionary[Metric, dict]" = weakref.WeakKeyDictionary()
+
+
+def _sharded_distance(metric: Metric, spatial: bool, mesh):
+    """``(fn, params)``: ``fn(params, a, b)`` on uint8 batches split over ``mesh``'s devices.
+
+    Every device runs the model on its own ``BATCH`` rows (``shard_map``), so each device
+    computes exactly what one device computes for a batch of ``BATCH``: the results do not
+    depend on the device count.
+    """
+    cache = _SHARDED.setdefault(metric, {})
+    key = (spatial, mesh)
+    if key not in cache:
+        module, precision = metric.module, metric.precision
+
+        def per_device(params, a, b):
+            with jax.default_matmul_precision(precision):
+                return module.apply(params, to_unit_range(a), to_unit_range(b), spatial=spatial)
+
+        fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)),
+                                   out_specs=P(AXIS)))
+        cache[key] = (fn, distributed.replicate(mesh, metric.params))
+    return cache[key]
+
+
 def _distances(metric: Metric, pairs: list[tuple[np.ndarray, np.ndarray]], spatial: bool):
-    """Distances (and maps) for (a, b) uint8 pairs, batched by image size."""
+    """Distances (and maps) for (a, b) uint8 pairs, batched by image size over every local
+    device (``BATCH`` pairs per device and step; the last step padded)."""
     out: list = [None] * len(pairs)
     by_shape: dict[tuple, list[int]] = {}
     for i, (a, _) in enumerate(pairs):
         by_shape.setdefault(a.shape, []).append(i)
+    mesh = distributed.local_mesh()
+    fn, params = _sharded_distance(metric, spatial, mesh)
+    rows = BATCH * mesh.devices.size
     for idx in by_shape.values():
-        for start in range(0, len(idx), BATCH):
-            chunk = idx[start:start + BATCH]
-            xa = np.stack([pairs[i][0] for i in chunk])
-            xb = np.stack([pairs[i][1] for i in chunk])
-            if spatial:
-                maps = np.asarray(metric(xa, xb, spatial=True))[..., 0]
-                for j, i in enumerate(chunk):
-                    out[i] = (float(maps[j].mean()), maps[j])
-            else:
-                d = np.asarray(metric(xa, xb))
-                for j, i in enumerate(chunk):
-                    out[i] = (float(d[j]), None)
+        for start in range(0, len(idx), rows):
+            chunk = idx[start:start + rows]
+            (xa, xb), _ = pad_batch((np.stack([pairs[i][0] for i in chunk]),
+                                     np.stack([pairs[i][1] for i in chunk])), rows)
+            res = np.asarray(fn(params, distributed.shard_rows(mesh, xa),
+                                distributed.shard_rows(mesh, xb)))
+            for j, i in enumerate(chunk):
+                out[i] = (float(res[j].mean()), res[j, ..., 0]) if spatial else \
+                    (float(res[j]), None)
     return out
 
 
@@ -168,14 +214,75 @@ def _csv_text(header, rows) -> str:
     return buf.getvalue()
 
 
-def _emit_csv(header, rows, out: str | None) -> None:
-    """Writes CSV rows to ``out`` atomically, or to stdout when ``out`` is None."""
+def _json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float as ``None`` (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def folder_summary(distances: Sequence[float], *, skipped: int | None = None) -> dict[str, Any]:
+    """The summary a folder job prints and writes: count, mean, std, 95% CI of the mean.
+
+    Args:
+      distances: the per-image (or per-pair) distances.
+      skipped: how many files ``--skip-errors`` left out (``None``: not counted).
+
+    Returns:
+      ``{"count", "mean", "std", "ci95": [lo, hi], "min", "max"}`` (as
+      :func:`~shiftlpips_jax._src.streaming.summarize`; NaN where undefined), plus
+      ``"skipped"`` when given.
+    """
+    s = summarize(np.asarray(distances, np.float64))
+    out = {k: s[k] for k in ("count", "mean", "std", "ci95", "min", "max")}
+    if skipped is not None:
+        out["skipped"] = int(skipped)
+    return out
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """One line: ``N 3, mean 0.41, std 0.2, 95% CI of the mean [0.1, 0.7]`` (``n/a`` for NaN).
+
+    Args:
+      summary: from :func:`folder_summary`.
+
+    Returns:
+      The line.
+    """
+    def fmt(v):
+        return "n/a" if v is None or not math.isfinite(v) else f"{v:.6g}"
+
+    lo, hi = summary["ci95"]
+    line = (f"N {summary['count']}, mean {fmt(summary['mean'])}, std {fmt(summary['std'])}, "
+            f"95% CI of the mean [{fmt(lo)}, {fmt(hi)}]")
+    if "skipped" in summary:
+        line += f", skipped {summary['skipped']}"
+    return line
+
+
+def _emit(header, rows, out: str | None, *, json_path: str | None = None,
+          payload: dict | None = None) -> None:
+    """Writes the CSV (``out``, atomically, or stdout) and the JSON together, then prints the
+    summary after the rows: on stdout, or on stderr when stdout carries the CSV (so it stays
+    CSV for pipes)."""
     text = _csv_text(header, rows)
-    if out:
-        outputs.atomic_write_text(out, text)
-        print(f"wrote {len(rows)} distances to {out}", file=sys.stderr)
-    else:
+    files = [(out, text.encode())] if out else []
+    if json_path:
+        files.append((json_path, (json.dumps(_json_safe(payload), indent=2, allow_nan=False)
+                                  + "\n").encode()))
+    outputs.atomic_write_many(files)
+    if not out:
         sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        print(f"wrote {len(rows)} distances to {out}", file=sys.stderr)
+    if json_path:
+        print(f"wrote {json_path}", file=sys.stderr)
+    print(summary_line(payload["summary"]), file=sys.stdout if out else sys.stderr)
 
 
 def heatmap_paths(names: Sequence[str], directory: str, ext: str = ".png") -> dict[str, str]:
@@ -256,10 +363,15 @@ def compare_dirs(dir_a: str, dir_b: str, metric: Metric, *, resize: bool = False
     ext = check_map_args(spatial_map_dir, folder=True, overlay=map_overlay, vmax=map_vmax,
                          map_format=map_format)
     common, unmatched, maps, inputs = _plan_dirs(dir_a, dir_b, spatial_map_dir, ext)
-    outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()]
-                          + list(extra_outputs), inputs)
+    if spatial_map_dir is not None and jax.process_count() > 1:
+        raise InputError("--spatial-map needs a single process; run the heat maps without "
+                         "--num-processes")
+    if distributed.is_writer():
+        outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()]
+                              + list(extra_outputs), inputs)
+    start, stop = distributed.share(len(common))    # this process's names
     pairs, names, skipped = [], [], []
-    for name in common:
+    for name in common[start:stop]:
         pa, pb = os.path.join(dir_a, name), os.path.join(dir_b, name)
         try:
             a = images.load_rgb(pa, max_pixels=max_pixels, alpha=alpha)
@@ -271,10 +383,14 @@ def compare_dirs(dir_a: str, dir_b: str, metric: Metric, *, resize: bool = False
             continue
         pairs.append((a, b))
         names.append(name)
-    if not pairs:
+    rows = [(name, d) for name, (d, _) in zip(names, _distances(metric, pairs, spatial=False))]
+    if jax.process_count() > 1:      # every process's rows and skips, in the names' order
+        parts = distributed.allgather({"rows": rows, "skipped": skipped})
+        rows = [tuple(r) for p in parts for r in p["rows"]]
+        skipped = [tuple(r) for p in parts for r in p["skipped"]]
+    if not rows:
         raise InputError(f"none of the {len(common)} same-named images of {dir_a} and {dir_b} "
                          "could be compared (see the skipped files above)")
-    rows = [(name, d) for name, (d, _) in zip(names, _distances(metric, pairs, spatial=False))]
     if spatial_map_dir is not None:
         spatial = [m for _, m in _distances(metric, pairs, spatial=True)]
         # One colour scale for the whole run, so the maps compare with each other.
@@ -320,8 +436,13 @@ def compare_all_pairs(directory: str, metric: Metric, *, resize: bool = False,
         raise InputError(f"{directory}: only {len(imgs)} of {len(names)} images could be read; "
                          "pairs needs at least 2")
     combos = list(itertools.combinations(list(imgs), 2))
-    results = _distances(metric, [(imgs[a], imgs[b]) for a, b in combos], spatial=False)
-    return [(a, b, d) for (a, b), (d, _) in zip(combos, results)], skipped
+    start, stop = distributed.share(len(combos))    # this process's pairs
+    mine = combos[start:stop]
+    results = _distances(metric, [(imgs[a], imgs[b]) for a, b in mine], spatial=False)
+    rows = [(a, b, d) for (a, b), (d, _) in zip(mine, results)]
+    if jax.process_count() > 1:      # every process's rows, in the pairs' order
+        rows = [tuple(r) for part in distributed.allgather(rows) for r in part]
+    return rows, skipped
 
 
 def run_example(*, out=None) -> dict[str, tuple[float, float]]:
@@ -404,8 +525,9 @@ def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tole
                 spatial_map: str | None = None, out: str | None = None,
                 skip_errors: bool = False, max_pixels: int = images.DEFAULT_MAX_PIXELS,
                 alpha: str = "warn", map_overlay: bool = False, map_vmax: float | None = None,
-                map_format: str | None = None) -> float | list[tuple[str, float]]:
-    """The ``compare`` job: two images (prints the distance) or two folders (CSV).
+                map_format: str | None = None, json_path: str | None = None
+                ) -> float | list[tuple[str, float]]:
+    """The ``compare`` job: two images (prints the distance) or two folders (CSV + summary).
 
     Args:
       a, b: two image files, or two folders (same-named images are compared).
@@ -416,8 +538,11 @@ def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tole
       map_overlay, map_vmax, map_format: as :func:`compare_dirs` (``map_format``: folders
         only).
       out: CSV file for folder inputs (default stdout).
-      skip_errors: in folder jobs, skip unreadable or unusable files (listed on stderr).
+      skip_errors: in folder jobs, skip unreadable or unusable files (listed on stderr and
+        counted in the summary).
       max_pixels, alpha: see :func:`images.load_rgb`.
+      json_path: for folder inputs, write ``{"summary": {"count", "mean", "std", "ci95", ...},
+        "per_image": {name: distance}}`` (NaN as null; atomically, with the CSV).
 
     Returns:
       The distance (files) or ``[(name, distance)]`` (folders).
@@ -432,19 +557,33 @@ def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tole
         ext = check_map_args(spatial_map, folder=True, overlay=map_overlay, vmax=map_vmax,
                              map_format=map_format)
         common, _, maps, inputs = _plan_dirs(a, b, spatial_map, ext)
-        csv_out = [("--out", out)]
-        outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()] + csv_out,
-                              inputs)
+        csv_out = [("--out", out), ("--json", json_path)]
+        if distributed.is_writer():
+            outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()] + csv_out,
+                                  inputs)
         metric = _metric(net, variant, checkpoint)
         rows, unmatched, skipped = compare_dirs(
             a, b, metric, resize=resize, spatial_map_dir=spatial_map, skip_errors=skip_errors,
             extra_outputs=csv_out, map_format=map_format, **read, **draw)
+        if not distributed.is_writer():
+            return rows
         for name in unmatched:
             print(f"warning: {name} has no same-named image in the other folder; skipped",
                   file=sys.stderr)
         _report_skipped(skipped, len(common), "image pairs")
-        _emit_csv(("name", "distance"), [(n, f"{d:.8g}") for n, d in rows], out)
+        payload = {"summary": folder_summary([d for _, d in rows],
+                                             skipped=len(skipped) if skip_errors else None),
+                   "per_image": {n: d for n, d in rows}}
+        if skipped:
+            payload["skipped"] = [{"name": n, "reason": r} for n, r in skipped]
+        if unmatched:
+            payload["unmatched"] = list(unmatched)
+        _emit(("name", "distance"), [(n, f"{d:.8g}") for n, d in rows], out,
+              json_path=json_path, payload=payload)
         return rows
+    if json_path:
+        raise InputError("--json is for folder comparisons (two folders); for two files the "
+                         "distance is printed")
     check_map_args(spatial_map, folder=False, overlay=map_overlay, vmax=map_vmax,
                    map_format=map_format)
     outputs.check_outputs([("--spatial-map", spatial_map)], [a, b])
@@ -457,23 +596,35 @@ def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tole
 def run_pairs(directory: str, *, net: str = "alex", variant: str = "shift_tolerant",
               checkpoint: str | None = None, resize: bool = False, out: str | None = None,
               skip_errors: bool = False, max_pixels: int = images.DEFAULT_MAX_PIXELS,
-              alpha: str = "warn") -> list[tuple[str, str, float]]:
-    """The ``pairs`` job: every pair of images in ``directory``, as CSV.
+              alpha: str = "warn", json_path: str | None = None) -> list[tuple[str, str, float]]:
+    """The ``pairs`` job: every pair of images in ``directory``, as CSV, then the summary.
 
     Args:
       directory: the folder.
       net, variant, checkpoint, resize, skip_errors, max_pixels, alpha: as :func:`run_compare`.
       out: CSV file (default stdout).
+      json_path: write ``{"summary": {...}, "per_pair": [{"a", "b", "distance"}]}`` (NaN as
+        null; atomically, with the CSV).
 
     Returns:
       ``[(a, b, distance)]``.
     """
     _prepare(net, variant, checkpoint, max_pixels)
     names = images.list_images(directory)
-    outputs.check_outputs([("--out", out)], [os.path.join(directory, n) for n in names])
+    if distributed.is_writer():
+        outputs.check_outputs([("--out", out), ("--json", json_path)],
+                              [os.path.join(directory, n) for n in names])
     metric = _metric(net, variant, checkpoint)
     rows, skipped = compare_all_pairs(directory, metric, resize=resize, skip_errors=skip_errors,
                                       max_pixels=max_pixels, alpha=alpha)
+    if not distributed.is_writer():
+        return rows
     _report_skipped(skipped, len(names), "images")
-    _emit_csv(("a", "b", "distance"), [(a, b, f"{d:.8g}") for a, b, d in rows], out)
+    payload = {"summary": folder_summary([d for _, _, d in rows],
+                                         skipped=len(skipped) if skip_errors else None),
+               "per_pair": [{"a": a, "b": b, "distance": d} for a, b, d in rows]}
+    if skipped:
+        payload["skipped"] = [{"name": n, "reason": r} for n, r in skipped]
+    _emit(("a", "b", "distance"), [(a, b, f"{d:.8g}") for a, b, d in rows], out,
+          json_path=json_path, payload=payload)
     return rows

@@ -23,11 +23,14 @@ import jax
 import jax.numpy as jnp
 
 from . import backbones, validation
+from .errors import InputError
 from .weights import checkpoint as checkpoint_lib
 from .weights import registry
 from .lpips import LPIPS
 
-__all__ = ["Metric", "load", "available_models"]
+__all__ = ["Metric", "load", "available_models", "REDUCTIONS"]
+
+REDUCTIONS = ("none", "mean", "sum")  # what ``Metric.__call__(..., reduction=)`` accepts
 
 
 def available_models() -> list[tuple[str, str]]:
@@ -90,7 +93,7 @@ class Metric:
 
     # -- public API ---------------------------------------------------------------------------
     def __call__(self, x: jax.Array, y: jax.Array, *, normalize: bool = False,
-                 spatial: bool = False, per_layer: bool = False):
+                 spatial: bool = False, per_layer: bool = False, reduction: str = "none"):
         """Perceptual distance between ``x`` and ``y``.
 
         Args:
@@ -99,19 +102,30 @@ class Metric:
           normalize: the float inputs are in [0, 1].
           spatial: return a (N, H, W, 1) distance map (per-tap maps upsampled bilinearly).
           per_layer: also return each tap's contribution.
+          reduction: ``"none"`` (default: one result per pair), ``"mean"`` or ``"sum"`` over the
+            pairs (the batch axis) of every output, e.g. a scalar distance. A NaN pair makes
+            the mean and sum NaN.
 
         Returns:
-          (N,) float32 distances (or maps); with ``per_layer`` a tuple ``(d, layers)``.
+          (N,) float32 distances (or maps); with ``per_layer`` a tuple ``(d, layers)``; reduced
+          over N (a scalar, or an (H, W, 1) map) with ``reduction="mean"`` / ``"sum"``.
 
         Raises:
           ValueError / TypeError naming the problem: shapes, channels, sizes below
-          ``min_size``, dtypes, or values outside the range.
+          ``min_size``, dtypes, or values outside the range; ``InputError`` (a ``ValueError``)
+          for an unknown ``reduction``.
         """
+        if reduction not in REDUCTIONS:
+            raise InputError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; "
+                             f"got {reduction!r}")
         x, y, single = validation.prepare_pair(x, y, min_size=self.min_size, normalize=normalize,
                                                model=self.name)
         out, stats = self._distance(self.params, x, y, normalize=normalize, spatial=spatial,
                                     per_layer=per_layer)
         validation.check_range(stats, normalize, "x and y")
+        if reduction != "none":
+            reduce = jnp.mean if reduction == "mean" else jnp.sum
+            return jax.tree.map(lambda a: reduce(a, axis=0), out)
         if single:
             out = jax.tree.map(lambda a: a[0], out)
         return out

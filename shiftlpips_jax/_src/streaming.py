@@ -276,7 +276,7 @@ def _summary(count: int, mean: float, m2: float, lo: float, hi: float) -> dict[s
     return {"count": count, "mean": mean, "std": std, "ci95": ci, "min": lo, "max": hi}
 
 
-def summarize(values: Any, mask: Any = None) -> dict[str, Any]:
+def summarize(values: Any, *, mask: Any = None) -> dict[str, Any]:
     """Count, mean, std, 95% CI of the mean, min and max of values (NumPy, float64).
 
     ``std`` is the sample standard deviation (``ddof=1``); ``ci95`` is the Student-t interval

@@ -13,7 +13,7 @@ Example::
 
 from __future__ import annotations
 
-from shiftlpips_jax._src import compare, images
+from shiftlpips_jax._src import compare, distributed, images
 
 __all__ = ["add_parser", "add_model_args"]
 
@@ -28,15 +28,20 @@ def add_model_args(p) -> None:
     p.add_argument("--resize", action="store_true",
                    help="resize images of a different size to the first one's size (bicubic)")
     images.add_reading_args(p)
+    p.add_argument("--json", default=None, metavar="OUT.json",
+                   help="folder jobs: write the summary (count, mean, std, ci95) and every "
+                        "distance as JSON")
+    distributed.add_args(p)
 
 
 def _run(args) -> int:
+    distributed.init_from_args(args)
     compare.run_compare(args.a, args.b, net=args.net, variant=args.variant,
                         checkpoint=args.checkpoint, resize=args.resize,
                         spatial_map=args.spatial_map, out=args.out, skip_errors=args.skip_errors,
                         max_pixels=args.max_pixels, alpha=args.alpha,
                         map_overlay=args.map_overlay, map_vmax=args.map_vmax,
-                        map_format=args.map_format)
+                        map_format=args.map_format, json_path=args.json)
     return 0
 
 

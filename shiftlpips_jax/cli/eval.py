@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from shiftlpips_jax._src import distributed
 from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src.evaluation import job, runner
 from shiftlpips_jax._src.evaluation import distances as _distances
@@ -20,6 +21,7 @@ __all__ = ["add_parser"]
 
 
 def _run(args) -> int:
+    distributed.init_from_args(args)
     job.run_eval(args.root, mode=args.mode, datasets=args.datasets, net=args.net,
                  variant=args.variant, checkpoint=args.checkpoint, colorspace=args.colorspace,
                  load_size=args.load_size, shifts=args.shifts if args.mode == "2afc" else (),
@@ -73,4 +75,5 @@ def add_parser(sub) -> None:
                         "on recent GPUs: faster, distances move by ~0.1%%)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     images_lib.add_reading_args(p)
+    distributed.add_args(p)
     p.set_defaults(func=_run)

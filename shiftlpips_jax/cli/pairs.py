@@ -9,16 +9,17 @@ Example::
 
 from __future__ import annotations
 
-from shiftlpips_jax._src import compare
+from shiftlpips_jax._src import compare, distributed
 from shiftlpips_jax.cli.compare import add_model_args
 
 __all__ = ["add_parser"]
 
 
 def _run(args) -> int:
+    distributed.init_from_args(args)
     compare.run_pairs(args.dir, net=args.net, variant=args.variant, checkpoint=args.checkpoint,
                       resize=args.resize, out=args.out, skip_errors=args.skip_errors,
-                      max_pixels=args.max_pixels, alpha=args.alpha)
+                      max_pixels=args.max_pixels, alpha=args.alpha, json_path=args.json)
     return 0
 
 

@@ -20,7 +20,9 @@ with unreadable files (listed on stderr and in the JSON's ``skipped``); images a
 ``--max-pixels`` and ``--alpha`` as in ``compare``. ``--plot OUT`` (2AFC; ``.png``, ``.svg``
 or ``.pdf``; needs matplotlib) draws 2AFC per set and r_rf against shift for this run and the
 result JSONs of other runs given with ``--plot-with``, one colour per metric, named by each
-JSON's net/variant.
+JSON's net/variant. Every local device scores ``--batch-size``
+records per step; with ``jax.distributed`` (``--coordinator-address``, ``--num-processes``,
+``--process-id``) each process reads and scores its share and process 0 prints and writes.
 
 Example::
 
@@ -36,6 +38,7 @@ import os
 import sys
 from typing import Sequence, TextIO
 
+from shiftlpips_jax._src import distributed
 from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src import outputs
 from shiftlpips_jax._src import plots
@@ -147,7 +150,9 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
     plot_with = [os.fspath(p) for p in plot_with]
     fmt, others = _check_plot(mode, plot, plot_with)
     wanted = [("--json", json_path), ("--per-sample", csv_path), ("--plot", plot)]
-    outputs.check_outputs(wanted, plot_with)  # writable and distinct, before the (long) read
+    writer = distributed.is_writer()  # process 0 prints and writes; every process scores
+    if writer:
+        outputs.check_outputs(wanted, plot_with)  # writable and distinct, before the (long) read
     root = os.path.expanduser(root)
     if not os.path.isdir(root):
         raise PathNotFoundError(f"BAPPS {mode} folder not found: {root}")
@@ -155,11 +160,12 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
     read = _folder.read_2afc if mode == "2afc" else _folder.read_jnd
     source = read(root, datasets, load_size, skip_errors=skip_errors, max_pixels=max_pixels,
                   alpha=alpha)
-    outputs.check_outputs(wanted, [p for v in source.paths.values() for p in v]
-                          + list(source.label_paths) + plot_with)
-    for path, reason in source.skipped:
+    if writer:
+        outputs.check_outputs(wanted, [p for v in source.paths.values() for p in v]
+                              + list(source.label_paths) + plot_with)
+    for path, reason in source.skipped if writer else ():
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    if source.skipped:
+    if source.skipped and writer:
         print(f"skipped {len(source.skipped)} {'triplets' if mode == '2afc' else 'pairs'} "
               f"(--skip-errors); {len(source)} remain", file=sys.stderr)
     dist = _distances.get_distance(net, variant, colorspace=colorspace, checkpoint=checkpoint)
@@ -174,6 +180,8 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
                                       num_threads=num_threads, workers=workers,
                                       precision=precision, progress=progress)
         count, unit = result.pairs, "pairs"
+    if not writer:
+        return result
     print(result.table(), file=out)
     rate = count / result.seconds if result.seconds > 0 else float("nan")
     wait = 100.0 * result.data_wait_seconds / result.seconds if result.seconds > 0 else 0.0
@@ -213,7 +221,8 @@ def _check_plot(mode: str, plot: str | None, plot_with: list[str]):
 def _device() -> str:
     import jax
     d = jax.devices()[0]
-    return f"{d.platform} x{jax.device_count()}"
+    procs = f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    return f"{d.platform} x{jax.device_count()}{procs}"
 
 
 # The command's --help text: this module's synopsis up to its example.

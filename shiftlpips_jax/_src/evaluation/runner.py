@@ -34,9 +34,12 @@ from typing import Any, Sequence, TextIO
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
 
+from shiftlpips_jax._src import distributed
 from shiftlpips_jax._src.data.folder import BappsSource
 from shiftlpips_jax._src.data.pipeline import make_loader
+from shiftlpips_jax._src.distributed import AXIS
 from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.evaluation import scores
 from shiftlpips_jax._src.evaluation.distances import Distance
@@ -253,18 +256,31 @@ def _cached_step(dist: Distance, key: tuple, build):
     return steps[key]
 
 
+def _sharded(step, mesh, n_images: int, out_specs):
+    """``step(params, *images)`` run by every device of ``mesh`` on its own rows (jitted)."""
+    return jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(),) + (P(AXIS),) * n_images,
+                                 out_specs=out_specs))
+
+
 def make_2afc_step(dist: Distance, *, shifts: tuple[int, ...], offset: int = SHIFT_OFFSET,
-                   precision: str = "highest"):
+                   precision: str = "highest", mesh: Mesh | None = None):
     """Jitted ``step(params, ref, p0, p1)`` on uint8 (B, H, W, 3) batches.
 
     ``precision`` is the matmul/conv precision traced into the program (``"highest"``: true
-    float32 on GPUs, which otherwise use TF32 and move distances by ~0.1%).
+    float32 on GPUs, which otherwise use TF32 and move distances by ~0.1%). The batch is split
+    over ``mesh``'s ``"data"`` axis (default: every local device; B a multiple of their count)
+    and each device scores its rows (``shard_map``), so a device computes exactly what a single
+    device computes for a batch of B / devices.
 
     Returns a dict: ``d0``, ``d1`` (B,) and, with shifts, ``d0_shift``, ``d1_shift`` (S, B) for
     n in ``(0, *shifts)``. Reference features: one call on ``ref``, one on its crop. The step is
     cached for as long as ``dist`` is alive.
     """
     ns = (0,) + tuple(shifts) if shifts else ()
+    mesh = distributed.local_mesh() if mesh is None else mesh
+    specs = {"d0": P(AXIS), "d1": P(AXIS)}
+    if ns:
+        specs.update(d0_shift=P(None, AXIS), d1_shift=P(None, AXIS))
 
     def build(features, compare):
         def step(params, ref, p0, p1):
@@ -287,14 +303,15 @@ def make_2afc_step(dist: Distance, *, shifts: tuple[int, ...], offset: int = SHI
                 out["d0_shift"], out["d1_shift"] = ds[:, 0], ds[:, 1]
             return out
 
-        return jax.jit(step)
+        return _sharded(step, mesh, 3, specs)
 
-    return _cached_step(dist, ("2afc", tuple(shifts), offset, precision), build)
+    return _cached_step(dist, ("2afc", tuple(shifts), offset, precision, mesh), build)
 
 
-def make_jnd_step(dist: Distance, *, precision: str = "highest"):
-    """Jitted ``step(params, p0, p1) -> {"d": (B,)}`` on uint8 batches (cached while ``dist``
-    is alive)."""
+def make_jnd_step(dist: Distance, *, precision: str = "highest", mesh: Mesh | None = None):
+    """Jitted ``step(params, p0, p1) -> {"d": (B,)}`` on uint8 batches, split over ``mesh``
+    as :func:`make_2afc_step` (cached while ``dist`` is alive)."""
+    mesh = distributed.local_mesh() if mesh is None else mesh
 
     def build(features, compare):
         def step(params, p0, p1):
@@ -308,9 +325,9 @@ def make_jnd_step(dist: Distance, *, precision: str = "highest"):
             f1 = jax.tree.map(lambda a: a[b:], f)
             return {"d": compare(params, f0, f1)}
 
-        return jax.jit(step)
+        return _sharded(step, mesh, 2, {"d": P(AXIS)})
 
-    return _cached_step(dist, ("jnd", precision), build)
+    return _cached_step(dist, ("jnd", precision, mesh), build)
 
 
 # ---------------------------------------------------------------------------------- host side
@@ -320,12 +337,24 @@ _WARM: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
 
 
 def _run(source: BappsSource, step, params, keys, *, batch_size: int, num_threads: int,
-         workers: int, limit: int | None, bar_args: dict):
-    """Runs ``step`` over every set of ``source``.
+         workers: int, limit: int | None, bar_args: dict, mesh: Mesh):
+    """Runs ``step`` over every set of ``source``: ``batch_size`` records per local device and
+    step, each process its own share of every set (the results are gathered in order).
 
     Returns ``({set name: (indices, {output: concatenated})}, seconds, data wait, compile)``.
     """
-    plan = [(span, list(span.indices)[:limit]) for span in source.sets]
+    full = [(span, list(span.indices)[:limit]) for span in source.sets]
+    plan = []
+    for span, idx in full:                          # this process's contiguous share
+        start, stop = distributed.share(len(idx))
+        plan.append((span, idx[start:stop]))
+    batch_size = batch_size * mesh.devices.size
+    params = distributed.replicate(mesh, params)
+    bar_args = dict(bar_args, total=sum(len(idx) for _, idx in plan),
+                    enabled=bar_args["enabled"] and distributed.is_writer())
+
+    def put(x):
+        return distributed.shard_rows(mesh, x)
 
     def loader(idx):
         return make_loader(source, batch_size=batch_size, shuffle=False, pad_remainder=True,
@@ -340,7 +369,7 @@ def _run(source: BappsSource, step, params, keys, *, batch_size: int, num_thread
         warm = _WARM.setdefault(step, set())
         if (shape, batch_size) in warm:
             continue
-        dummy = np.zeros((batch_size, *shape, 3), np.uint8)
+        dummy = put(np.zeros((batch_size, *shape, 3), np.uint8))
         jax.block_until_ready(step(params, *(dummy for _ in keys)))
         warm.add((shape, batch_size))
     compile_seconds = time.perf_counter() - t0
@@ -369,7 +398,7 @@ def _run(source: BappsSource, step, params, keys, *, batch_size: int, num_thread
                 if batch is None:
                     break
                 n = int(batch["mask"].sum())
-                dev = step(params, *(batch[key] for key in keys))  # async dispatch
+                dev = step(params, *(put(batch[key]) for key in keys))  # async dispatch
                 if in_flight is not None:
                     collect(in_flight)
                 in_flight = (k, n, dev)
@@ -378,15 +407,33 @@ def _run(source: BappsSource, step, params, keys, *, batch_size: int, num_thread
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    results = {}
+    merged_sets = []
     for k, (span, idx) in enumerate(plan):
         merged = {}
         if outputs[k]:
             for name in outputs[k][0]:
                 axis = outputs[k][0][name].ndim - 1
                 merged[name] = np.concatenate([o[name] for o in outputs[k]], axis=axis)
-        results[span.name] = (idx, merged)
+        merged_sets.append(merged)
+    if jax.process_count() > 1:
+        merged_sets = _gather_sets(merged_sets)
+    results = {span.name: (idx, merged) for (span, idx), merged in zip(full, merged_sets)}
     return results, seconds, wait, compile_seconds
+
+
+def _gather_sets(merged_sets: list[dict]) -> list[dict]:
+    """Every process's outputs per set, concatenated in process order (along the records)."""
+    parts = distributed.allgather([{k: (v.dtype.str, v.tolist()) for k, v in m.items()}
+                                   for m in merged_sets])
+    out = []
+    for k in range(len(merged_sets)):
+        pieces = [p[k] for p in parts if p[k]]
+        merged = {}
+        for name in (pieces[0] if pieces else {}):
+            arrays = [np.asarray(p[name][1], np.dtype(p[name][0])) for p in pieces]
+            merged[name] = np.concatenate(arrays, axis=arrays[0].ndim - 1)
+        out.append(merged)
+    return out
 
 
 def _check_source(source: BappsSource, kind: str) -> None:
@@ -468,14 +515,16 @@ def _bar(progress: bool, total: int, desc: str, unit: str, stream) -> dict:
 def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] = (1, 2, 3),
                   batch_size: int = 50, limit: int | None = None, num_threads: int | None = None,
                   workers: int | None = None, precision: str = "highest", progress: bool = True,
-                  stream: TextIO | None = None) -> TwoAFCResult:
+                  stream: TextIO | None = None, mesh: Mesh | None = None) -> TwoAFCResult:
     """2AFC scores (and crop-shift rank flips) of ``dist`` on every set of ``source``.
 
     Args:
       source: from :func:`shiftlpips_jax.data.read_2afc`.
       dist: from :func:`get_distance` / :func:`learned_distance`.
       shifts: pixel shifts for r_rf, each in 1..3 (empty: 2AFC only).
-      batch_size: triplets per device batch.
+      batch_size: triplets per device and step (every local device scores ``batch_size``
+        triplets per step; with ``jax.distributed`` each process scores its share of each set
+        and every process gets all results).
       limit: only the first ``limit`` triplets of each set (a quick look).
       num_threads: image-decoding threads (default: twice the CPU count, at most 16).
       workers: image-decoding processes instead of threads (default: one per CPU but one, at
@@ -483,6 +532,7 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
       precision: ``"highest"`` (float32 everywhere) or ``"default"`` (TF32 on recent GPUs).
       progress: draw a progress bar with rate and ETA on ``stream``.
       stream: where the bar goes (default stderr).
+      mesh: a ``("data",)`` mesh of this process's devices to score on (default: all of them).
 
     Returns:
       :class:`TwoAFCResult` holding every distance; ``.to_json()`` / ``.table()``.
@@ -495,10 +545,11 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
     num_threads = num_threads or default_threads()
     _check_common(batch_size, limit, num_threads)
     check_image_sizes(source, dist, shifts=shifts)
-    step = make_2afc_step(dist, shifts=shifts, precision=_check_precision(precision))
+    mesh = distributed.local_mesh() if mesh is None else mesh
+    step = make_2afc_step(dist, shifts=shifts, precision=_check_precision(precision), mesh=mesh)
     total = sum(min(len(s), limit) if limit else len(s) for s in source.sets)
     raw, seconds, wait, compile_s = _run(
-        source, step, dist.params, ("ref", "p0", "p1"), batch_size=batch_size,
+        source, step, dist.params, ("ref", "p0", "p1"), batch_size=batch_size, mesh=mesh,
         num_threads=num_threads, workers=auto_workers(workers, total=total), limit=limit,
         bar_args=_bar(progress, total, f"2afc {dist.name}", "triplets", stream))
     sets = []
@@ -519,12 +570,12 @@ def evaluate_2afc(source: BappsSource, dist: Distance, *, shifts: Sequence[int] 
 def evaluate_jnd(source: BappsSource, dist: Distance, *, batch_size: int = 50,
                  limit: int | None = None, num_threads: int | None = None,
                  workers: int | None = None, precision: str = "highest", progress: bool = True,
-                 stream: TextIO | None = None) -> JNDResult:
+                 stream: TextIO | None = None, mesh: Mesh | None = None) -> JNDResult:
     """JND mAP of ``dist`` on every set of ``source``.
 
     Args:
       source: from :func:`shiftlpips_jax.data.read_jnd`.
-      dist, batch_size, limit, num_threads, workers, precision, progress, stream: as
+      dist, batch_size, limit, num_threads, workers, precision, progress, stream, mesh: as
         :func:`evaluate_2afc`.
 
     Returns:
@@ -534,10 +585,11 @@ def evaluate_jnd(source: BappsSource, dist: Distance, *, batch_size: int = 50,
     num_threads = num_threads or default_threads()
     _check_common(batch_size, limit, num_threads)
     check_image_sizes(source, dist, shifts=())
-    step = make_jnd_step(dist, precision=_check_precision(precision))
+    mesh = distributed.local_mesh() if mesh is None else mesh
+    step = make_jnd_step(dist, precision=_check_precision(precision), mesh=mesh)
     total = sum(min(len(s), limit) if limit else len(s) for s in source.sets)
     raw, seconds, wait, compile_s = _run(
-        source, step, dist.params, ("p0", "p1"), batch_size=batch_size,
+        source, step, dist.params, ("p0", "p1"), batch_size=batch_size, mesh=mesh,
         num_threads=num_threads, workers=auto_workers(workers, total=total), limit=limit,
         bar_args=_bar(progress, total, f"jnd {dist.name}", "pairs", stream))
     sets = []
