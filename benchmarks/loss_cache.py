@@ -5,10 +5,10 @@ The training-loss use case (image optimisation, a generator trained toward fixed
 trunk on ``t`` at every step; the cache computes ``f_t = features(t)`` once and each step runs
 the trunk (forward and backward) on ``x`` only::
 
-    f_t = metric.module.apply(metric.params, t, method=sl.LPIPS.features)   # once
+    f_t = metric.module.apply(metric.variables, t, method=sl.LPIPS.features)   # once
     def loss(x):
-        f_x = metric.module.apply(metric.params, x, method=sl.LPIPS.features)
-        return metric.module.apply(metric.params, f_x, f_t,
+        f_x = metric.module.apply(metric.variables, x, method=sl.LPIPS.features)
+        return metric.module.apply(metric.variables, f_x, f_t,
                                    method=sl.LPIPS.compare_features).mean()
     g = jax.jit(jax.grad(loss))(x)
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +39,7 @@ def cases(metric, size: int, batch: int, with_torch: bool):
     xs = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
     ts = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
     x, t = jnp.asarray(xs), jnp.asarray(ts)
-    module, params = metric.module, metric.params
+    module, params = metric.module, metric.variables
 
     def feats(a):
         return module.apply(params, a, method=sl.LPIPS.features)

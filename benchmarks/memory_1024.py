@@ -31,7 +31,7 @@ y = jnp.asarray(rng.uniform(-1, 1, (1, size, size, 3)).astype(np.float32))
 loaded = peak()
 def fwd_grad(x, y):
     with jax.default_matmul_precision(metric.precision):
-        return jax.value_and_grad(lambda a: metric.module.apply(metric.params, a, y).sum())(x)
+        return jax.value_and_grad(lambda a: metric.module.apply(metric.variables, a, y).sum())(x)
 f = jax.jit(fwd_grad).lower(x, y).compile()
 compiled = peak()
 t0 = time.perf_counter()

@@ -14,7 +14,7 @@ Example::
     import shiftlpips_jax as sl
     metric = sl.load("alex")                    # variant="shift_tolerant"
     d = metric(x, y)                            # (N, H, W, 3) in [-1, 1] -> (N,)
-    d = metric.module.apply(metric.params, x, y)  # pure, for your own jit/grad
+    d = metric.module.apply(metric.variables, x, y)  # pure, for your own jit/grad
 """
 
 from shiftlpips_jax._src import lazy as _lazy

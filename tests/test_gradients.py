@@ -30,14 +30,14 @@ def test_input_gradient_is_finite_and_matches_finite_differences(metrics, exampl
 
     def loss(b):
         with jax.default_matmul_precision("highest"):
-            return metric.module.apply(metric.params, b, y).sum()
+            return metric.module.apply(metric.variables, b, y).sum()
 
     @jax.jit
     def derivatives(a):
         # One program: the gradient and the two distances of the central difference.
         g = jax.grad(loss)(a)
         with jax.default_matmul_precision("highest"):
-            d = metric.module.apply(metric.params, jnp.concatenate([a + h * v, a - h * v]),
+            d = metric.module.apply(metric.variables, jnp.concatenate([a + h * v, a - h * v]),
                                     jnp.concatenate([y, y]))
         return g, d
 

@@ -1,5 +1,7 @@
 """The Metric contract: reference values, input forms, errors, jit/grad/vmap, gradients."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,10 +66,10 @@ def test_spatial_and_per_layer(alex, example):
 def test_pure_module_apply_matches_and_skips_checks(alex, example):
     ref, p0, _ = example
     x, y = _float(ref)[None], _float(p0)[None]
-    d = alex.module.apply(alex.params, x, y)
+    d = alex.module.apply(alex.variables, x, y)
     np.testing.assert_allclose(d, alex(x, y), rtol=1e-6)
     # Inside a user's jit there are no value checks: out-of-range values compute.
-    out = jax.jit(lambda a, b: alex.module.apply(alex.params, a, b))(x * 3.0, y)
+    out = jax.jit(lambda a, b: alex.module.apply(alex.variables, a, b))(x * 3.0, y)
     assert out.shape == (1,) and np.isfinite(out).all()
 
 
@@ -117,16 +119,37 @@ def test_nan_in_one_pair_leaves_others_untouched(alex, example):
     np.testing.assert_array_equal(d[[0, 2]], clean[[0, 2]])
 
 
-def test_traces_once_per_input_shape(alex):
-    m = sl.Metric(alex.module, alex.params, net=alex.net, variant=alex.variant)
+def test_traces_once_per_input_shape(alex, monkeypatch):
+    # The jitted body calls validation.range_stats once per trace: count those calls.
+    from shiftlpips_jax._src import validation
+    traces = []
+    real = validation.range_stats
+    monkeypatch.setattr(validation, "range_stats", lambda *a: traces.append(1) or real(*a))
+    m = sl.Metric(alex.module, alex.variables, net=alex.net, variant=alex.variant)
     x = np.zeros((2, 32, 32, 3), np.float32)
     for _ in range(3):
         m(x, x)
-    assert m._traces == 1
+    assert len(traces) == 1
     m(np.ones((2, 32, 32, 3), np.float32), x)  # same shape, other values: no retrace
-    assert m._traces == 1
+    assert len(traces) == 1
     m(np.zeros((3, 32, 32, 3), np.float32), np.zeros((3, 32, 32, 3), np.float32))
-    assert m._traces == 2
+    assert len(traces) == 2
+
+
+def test_variables_and_deprecated_params_alias(alex):
+    assert set(alex.variables) == {"params"}
+    assert set(alex.variables["params"]) >= {"net", "lin0"}
+    with pytest.warns(DeprecationWarning, match="Metric.params is deprecated; use "
+                                                "Metric.variables"):
+        old = alex.params
+    assert old is alex.variables
+    x = np.zeros((1, 32, 32, 3), np.float32)
+    np.testing.assert_array_equal(alex.module.apply(alex.variables, x, x), [0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the metric itself never uses params
+        alex(x, x)
+        alex.features(x)
+        sl.Metric(alex.module, alex.variables, net=alex.net, variant=alex.variant)(x, x)
 
 
 def test_jit_grad_vmap_agree(alex, example):
@@ -135,7 +158,7 @@ def test_jit_grad_vmap_agree(alex, example):
     y = jnp.asarray(np.stack([_float(ref)] * 2))
 
     def dist(a, b):
-        return alex.module.apply(alex.params, a, b)
+        return alex.module.apply(alex.variables, a, b)
 
     def loss(a):
         return jnp.sum(dist(a, y))
@@ -165,7 +188,7 @@ def test_jit_grad_vmap_agree(alex, example):
 def test_gradient_finite_at_identical_inputs(metrics, example):
     ref = jnp.asarray(_float(example[0][:40, :40]))[None]
     for key, m in metrics.items():
-        g = jax.jit(jax.grad(lambda a: jnp.sum(m.module.apply(m.params, a, ref))))(ref)
+        g = jax.jit(jax.grad(lambda a: jnp.sum(m.module.apply(m.variables, a, ref))))(ref)
         assert np.isfinite(g).all(), key
         np.testing.assert_allclose(g, 0.0, atol=1e-6)
 
@@ -193,7 +216,7 @@ def test_normalize_features_value_and_finite_gradient_at_zero():
 
 def test_gradient_finite_with_dead_feature_locations(alex, example):
     # Push conv5 biases far negative: relu5 is zero everywhere (zero-norm feature vectors).
-    params = jax.tree.map(lambda a: a, alex.params)
+    params = jax.tree.map(lambda a: a, alex.variables)
     net = dict(params["params"]["net"])
     net["conv5"] = {**net["conv5"], "bias": net["conv5"]["bias"] - 1e4}
     params = {"params": {**params["params"], "net": net}}

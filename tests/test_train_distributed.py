@@ -98,7 +98,7 @@ def test_two_processes_equal_four_devices(tmp_path):
     import shiftlpips_jax as sl
     metric = sl.load(checkpoint=str(tmp_path / "multi" / "metric"))
     np.testing.assert_allclose(
-        metric.params["params"]["lin0"]["kernel"].reshape(-1),
+        metric.variables["params"]["lin0"]["kernel"].reshape(-1),
         p0["metric/lin0/kernel"].reshape(-1), rtol=0, atol=0)
 
 

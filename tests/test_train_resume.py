@@ -93,7 +93,7 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path, env):
     import shiftlpips_jax as sl
     m1 = sl.load(checkpoint=str(tmp_path / "straight" / "metric"))
     m2 = sl.load(checkpoint=str(workdir / "metric"))
-    for x, y in zip(jax_leaves(m1.params), jax_leaves(m2.params)):
+    for x, y in zip(jax_leaves(m1.variables), jax_leaves(m2.variables)):
         np.testing.assert_array_equal(x, y)
 
 

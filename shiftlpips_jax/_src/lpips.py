@@ -113,10 +113,8 @@ class LPIPS(nn.Module):
     lpips: bool = True
 
     def setup(self):
-        channels = tuple(self.net.channels)
-        self.num_taps = len(channels)
         if self.lpips:
-            for k in range(len(channels)):
+            for k in range(len(self.net.channels)):
                 setattr(self, f"lin{k}", nn.Conv(1, (1, 1), use_bias=False))
         self.dropout = nn.Dropout(0.5)
 

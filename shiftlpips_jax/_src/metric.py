@@ -3,20 +3,21 @@
 A :class:`Metric` wraps a pure linen :class:`LPIPS` module and its variables. Calling it checks
 shapes and dtypes on the host, runs one jitted program per input shape (distance plus a fused
 min/max of the inputs) and raises on out-of-range values. For use inside your own ``jax.jit`` /
-``jax.grad`` / ``shard_map``, call the pure function ``metric.module.apply(metric.params, x, y)``
-(inputs in [-1, 1], no checks).
+``jax.grad`` / ``shard_map``, call the pure function ``metric.module.apply(metric.variables, x,
+y)`` (inputs in [-1, 1], no checks).
 
 Example::
 
     import shiftlpips_jax as sl
     metric = sl.load("alex")                  # ST-LPIPS AlexNet (Ghildyal & Liu, ECCV 2022)
     d = metric(x, y)                          # (N, H, W, 3) in [-1, 1] -> (N,)
-    loss = lambda x: metric.module.apply(metric.params, x, target).mean()
+    loss = lambda x: metric.module.apply(metric.variables, x, target).mean()
     g = jax.grad(loss)(x)
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import jax
@@ -43,21 +44,23 @@ class Metric:
 
     Attributes:
       module: the pure :class:`LPIPS` linen module.
-      params: its variables (``{"params": ..., ["batch_stats": ...]}``) for ``module.apply``.
+      variables: its variables (``{"params": ..., ["batch_stats": ...]}``) for
+        ``module.apply``.
+      params: deprecated alias of ``variables`` (it always held all variables, not only
+        ``"params"``); warns with a DeprecationWarning.
       net, variant: what was loaded.
       min_size: smallest H and W the backbone accepts.
     """
 
-    def __init__(self, module: LPIPS, params: Any, *, net: str, variant: str,
+    def __init__(self, module: LPIPS, variables: Any, *, net: str, variant: str,
                  precision: str = "highest"):
         self.module = module
         # Convolutions at full float32 by default: GPUs otherwise use TF32 (~1e-3 relative error).
         self.precision = precision
-        self.params = jax.tree.map(jnp.asarray, params)
+        self.variables = jax.tree.map(jnp.asarray, variables)
         self.net = net
         self.variant = variant
         self.min_size = backbones.min_input_size(module.net)
-        self._traces = 0
         self._distance = jax.jit(self._distance_impl,
                                  static_argnames=("normalize", "spatial", "per_layer"))
         self._features = jax.jit(self._features_impl, static_argnames=("normalize",))
@@ -67,12 +70,18 @@ class Metric:
         return f"Metric(net={self.net!r}, variant={self.variant!r}, min_size={self.min_size})"
 
     @property
+    def params(self) -> Any:
+        """Deprecated alias of :attr:`variables`."""
+        warnings.warn("Metric.params is deprecated; use Metric.variables (the same dict of all "
+                      "variables)", DeprecationWarning, stacklevel=2)
+        return self.variables
+
+    @property
     def name(self) -> str:
         return f"{self.net}/{self.variant}"
 
     # -- jitted bodies (traced once per input shape and option set) ---------------------------
     def _distance_impl(self, variables, x, y, *, normalize, spatial, per_layer):
-        self._traces += 1
         stats = validation.range_stats(x, y)
         x = validation.to_unit_range(x, normalize)
         y = validation.to_unit_range(y, normalize)
@@ -120,7 +129,7 @@ class Metric:
                              f"got {reduction!r}")
         x, y, single = validation.prepare_pair(x, y, min_size=self.min_size, normalize=normalize,
                                                model=self.name)
-        out, stats = self._distance(self.params, x, y, normalize=normalize, spatial=spatial,
+        out, stats = self._distance(self.variables, x, y, normalize=normalize, spatial=spatial,
                                     per_layer=per_layer)
         validation.check_range(stats, normalize, "x and y")
         if reduction != "none":
@@ -136,11 +145,11 @@ class Metric:
         ``metric.distance_from_features(metric.features(x), metric.features(y))`` equals
         ``metric(x, y)``; computing a fixed target's features once saves half the backbone work
         of a training loss. Inside your own jit use
-        ``metric.module.apply(metric.params, x, method=sl.LPIPS.features)``.
+        ``metric.module.apply(metric.variables, x, method=sl.LPIPS.features)``.
         """
         x, _ = validation.prepare_image(x, "x", min_size=self.min_size, normalize=normalize,
                                         model=self.name)
-        feats, stats = self._features(self.params, x, normalize=normalize)
+        feats, stats = self._features(self.variables, x, normalize=normalize)
         validation.check_range(stats, normalize, "x")
         return feats
 
@@ -157,7 +166,7 @@ class Metric:
                                               (a.shape[0], b.shape[0])):
                 raise ValueError(f"tap {k}: feature shapes {tuple(a.shape)} and {tuple(b.shape)} "
                                  "do not match (images of different sizes?)")
-        return self._compare(self.params, fx, fy, per_layer=per_layer)
+        return self._compare(self.variables, fx, fy, per_layer=per_layer)
 
 
 def load(net: str = "alex", variant: str = "shift_tolerant", *, checkpoint: str | None = None,

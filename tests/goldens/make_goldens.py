@@ -403,7 +403,7 @@ def patched(module, name, forced):
 
 
 def alex_knob_features(conv1_stride, blurpool, pad_more, blur_location, fconv):
-    """The AlexNet knob spec (built from the brief's text, not from upstream code)."""
+    """The AlexNet knob spec, written out independently (not from upstream code)."""
     s = conv1_stride
     p3 = 2 if fconv else 1
 

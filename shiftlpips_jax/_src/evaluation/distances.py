@@ -79,7 +79,7 @@ def learned_distance(metric: Metric) -> Distance:
     label = {"shift_tolerant": "ST-LPIPS", "lpips": "LPIPS v0.1"}.get(metric.variant,
                                                                        metric.variant)
     return Distance(name=f"{label} {metric.net}", key=f"{metric.net}/{metric.variant}",
-                    features=features, compare=compare, params=metric.params,
+                    features=features, compare=compare, params=metric.variables,
                     min_size=metric.min_size)
 
 

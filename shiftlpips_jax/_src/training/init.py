@@ -114,7 +114,7 @@ def load_trunk(init_from: str) -> dict:
 
         net = init_from.split(":", 1)[1]
         metric = sl.load(net, variant="lpips")
-        out = {"params": metric.params["params"]["net"]}
+        out = {"params": metric.variables["params"]["net"]}
         return jax.device_get(out)
     from shiftlpips_jax._src.weights.checkpoint import load_metric
 

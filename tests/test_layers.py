@@ -1,0 +1,278 @@
+"""The backbones' layers (``_src/layers.py``) against the formulas they replace: BlurPool, max
+pooling, the small-Cin convolution and conv-into-BlurPool agree with their ``*_reference``
+(depthwise conv, ``reduce_window`` with JAX's own derivative, plain ``lax.conv_general_dilated``)
+in values, ``jax.grad``, forward mode and ``vmap``; then the whole metric with the fast layers
+against the metric with the reference layers.
+
+Every case runs as one jitted program (reference and fast path, value and derivatives together):
+op by op, each of the ~100 cases would dispatch and compile dozens of tiny programs.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import shiftlpips_jax as sl
+from shiftlpips_jax._src import layers
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _value_grad_jvp(f, x, ct, t):
+    """f(x), the VJP of f at x with cotangent ct, and the JVP with tangent t."""
+    y, vjp = jax.vjp(f, x)
+    return y, vjp(ct)[0], jax.jvp(f, (x,), (t,))[1]
+
+
+# -------------------------------------------------------------------------------------------
+# BlurPool: separable strided slices with a hand-written transpose == depthwise conv.
+
+BLUR_CASES = [(h, w, fs, pm, st) for h, w in ((9, 10), (8, 8), (5, 7), (3, 4))
+              for fs in (1, 2, 3, 5) for pm in (False, True) for st in (1, 2, 3)
+              if max(layers.blur_pad(fs, pm)) < min(h, w)]
+
+
+@functools.partial(jax.jit, static_argnames=("filter_size", "pad_more", "stride"))
+def _blur_both(x, ct, t, *, filter_size, pad_more, stride):
+    kw = dict(filter_size=filter_size, pad_more=pad_more, stride=stride)
+    return (_value_grad_jvp(lambda a: layers.blur_pool_reference(a, **kw), x, ct, t),
+            _value_grad_jvp(lambda a: layers.blur_pool(a, **kw), x, ct, t))
+
+
+@pytest.mark.parametrize("h,w,fs,pad_more,stride", BLUR_CASES)
+def test_blur_pool_equals_depthwise_conv(h, w, fs, pad_more, stride):
+    kw = dict(filter_size=fs, pad_more=pad_more, stride=stride)
+    x = jax.random.normal(jax.random.key(0), (2, h, w, 3))
+    out_shape = jax.eval_shape(lambda a: layers.blur_pool_reference(a, **kw), x).shape
+    assert out_shape == (2, layers.blur_out(h, fs, stride, pad_more),
+                         layers.blur_out(w, fs, stride, pad_more), 3)
+    ct = jax.random.normal(jax.random.key(1), out_shape)
+    t = jax.random.normal(jax.random.key(2), x.shape)
+    want, got = _blur_both(x, ct, t, **kw)
+    for name, g, h_ in zip(("value", "grad", "jvp"), got, want):
+        assert g.shape == h_.shape, name
+        np.testing.assert_allclose(g, h_, atol=1e-6, err_msg=name)
+
+
+def test_blur_pool_vmap_jit_bf16():
+    x = jax.random.normal(jax.random.key(0), (3, 2, 11, 9, 4))
+    loss = lambda f: jax.grad(lambda a: jnp.sum(f(a, pad_more=True) ** 2))  # noqa: E731
+    got = jax.jit(jax.vmap(loss(layers.blur_pool)))(x)
+    want = jax.jit(jax.vmap(loss(layers.blur_pool_reference)))(x)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    xb = x[0].astype(jnp.bfloat16)
+    fast_b, ref_b = jax.jit(lambda a: (layers.blur_pool(a),
+                                       layers.blur_pool_reference(a.astype(jnp.float32))))(xb)
+    assert fast_b.dtype == jnp.bfloat16
+    np.testing.assert_allclose(fast_b.astype(jnp.float32), ref_b, atol=2e-2)
+
+
+# -------------------------------------------------------------------------------------------
+# Max pool: first-argmax mask gradient == jax.grad of lax.reduce_window_max (ties included).
+
+POOL_CASES = [dict(window=3, stride=1), dict(window=3, stride=2, ceil_mode=True),
+              dict(window=2, stride=1), dict(window=3, stride=2, padding=1),
+              dict(window=2, stride=2), dict(window=1, stride=1)]
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "kw"))
+def _pool_all(x, xr, ct, t, *, fn, kw):
+    kw = dict(kw)
+    f = lambda a: fn(a, **kw)  # noqa: E731
+    y, vjp = jax.vjp(f, x)
+    jvp = jax.jvp(f, (xr,), (t,))[1]
+    vgrad = jax.vmap(jax.grad(lambda a: jnp.sum(fn(a[None], **kw) ** 2)))(x)
+    return y, vjp(ct)[0], jvp, vgrad
+
+
+@pytest.mark.parametrize("kw", POOL_CASES)
+def test_max_pool_gradient_equals_reduce_window(kw):
+    x = jax.random.normal(jax.random.key(0), (2, 13, 14, 5))
+    x = jnp.round(x * 2) / 2          # many ties inside windows
+    x = x.at[0, :4, :4, :].set(0.0)   # a flat (ReLU-dead) region
+    # Forward mode: JAX's own rule picks an unspecified element among tied maxima, so the JVP is
+    # compared on tie-free input.
+    xr = jax.random.normal(jax.random.key(3), x.shape)
+    out_shape = jax.eval_shape(lambda a: layers.max_pool_reference(a, **kw), x).shape
+    ct = jax.random.normal(jax.random.key(1), out_shape)
+    t = jax.random.normal(jax.random.key(2), x.shape)
+    frozen = tuple(sorted(kw.items()))
+    y_w, g_w, j_w, v_w = _pool_all(x, xr, ct, t, fn=layers.max_pool_reference, kw=frozen)
+    y_g, g_g, j_g, v_g = _pool_all(x, xr, ct, t, fn=layers.max_pool, kw=frozen)
+    np.testing.assert_array_equal(y_g, y_w)
+    np.testing.assert_array_equal(g_g, g_w)
+    np.testing.assert_allclose(j_g, j_w, atol=1e-6)
+    np.testing.assert_array_equal(v_g, v_w)
+
+
+# -------------------------------------------------------------------------------------------
+# Conv with the fast small-Cin input gradient == lax.conv_general_dilated.
+
+CONV_CASES = [((2, 20, 21, 3), (11, 11, 3, 8), (1, 1), ((2, 2), (2, 2))),
+              ((2, 23, 25, 3), (11, 11, 3, 8), (4, 4), ((2, 2), (2, 2))),
+              ((2, 9, 9, 3), (3, 3, 3, 5), (1, 1), ((1, 1), (1, 1))),
+              ((1, 12, 13, 2), (3, 5, 2, 4), (2, 3), ((0, 1), (2, 0))),
+              ((1, 12, 13, 3), (7, 7, 3, 4), (2, 2), ((3, 3), (3, 3)))]
+
+
+@functools.partial(jax.jit, static_argnames=("conv", "strides", "padding"))
+def _conv_all(x, w, ct, *, conv, strides, padding):
+    def f(a, k):
+        return conv(a, k, strides, padding, dimension_numbers=NHWC)
+
+    y = f(x, w)
+    grads = [jax.grad(lambda a, k: jnp.sum(f(a, k) * ct), argnums)(x, w)
+             for argnums in (0, 1, (0, 1))]
+    jvp = jax.jvp(f, (x, w), (0.3 * x, 0.2 * w))[1]
+    vgrad = jax.vmap(jax.grad(lambda a: jnp.sum(f(a[None], w) ** 2)))(x)
+    return y, grads, jvp, vgrad
+
+
+@pytest.mark.parametrize("xs,ws,strides,padding", CONV_CASES)
+def test_small_cin_conv_gradients(xs, ws, strides, padding):
+    x = jax.random.normal(jax.random.key(0), xs)
+    w = jax.random.normal(jax.random.key(1), ws)
+    out_shape = jax.eval_shape(lambda a, k: lax.conv_general_dilated(
+        a, k, strides, padding, dimension_numbers=NHWC), x, w).shape
+    ct = jax.random.normal(jax.random.key(2), out_shape)
+    kw = dict(strides=strides, padding=padding)
+    want = _conv_all(x, w, ct, conv=lax.conv_general_dilated, **kw)
+    got = _conv_all(x, w, ct, conv=layers.conv_general_dilated, **kw)
+    for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert g.shape == h.shape
+        np.testing.assert_allclose(g, h, atol=1e-5 * float(jnp.abs(h).max()))
+
+
+def test_conv_falls_back_to_lax_for_wide_inputs():
+    # Beyond SMALL_CIN input channels the plain lax convolution (and JAX's derivative) is used.
+    x = jax.random.normal(jax.random.key(0), (1, 8, 8, 16))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 16, 4))
+    jaxpr = jax.make_jaxpr(lambda a: layers.conv_general_dilated(
+        a, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=NHWC))(x)
+    assert "custom_jvp" not in str(jaxpr)
+
+
+# -------------------------------------------------------------------------------------------
+# Conv straight into BlurPool as one composed strided conv == conv then blur_pool_reference.
+
+CONV_BLUR_CASES = [((2, 64, 64, 3), 11, 1, 2, 3, True, 2),    # ST AlexNet conv1 (direct)
+                   ((1, 150, 141, 3), 11, 1, 2, 3, True, 2),  # wide: space-to-depth forward
+                   ((2, 33, 34, 3), 11, 2, 2, 3, False, 2),
+                   ((2, 20, 21, 3), 5, 1, 0, 3, True, 2),
+                   ((2, 16, 17, 6), 3, 1, 1, 5, False, 2),    # Cin > 4: plain lax pieces
+                   ((2, 19, 18, 3), 3, 2, 1, 3, True, 3),
+                   ((2, 13, 14, 3), 11, 1, 2, 3, True, 2)]
+
+
+@functools.partial(jax.jit, static_argnames=("conv", "args", "kw"))
+def _conv_blur_all(x, w, ct, *, conv, args, kw):
+    def f(a, b):
+        return conv(a, b, *args, dimension_numbers=NHWC, **dict(kw))
+
+    y = f(x, w)
+    grads = jax.grad(lambda a, b: jnp.sum(f(a, b) * ct), (0, 1))(x, w)
+    jvp = jax.jvp(f, (x, w), (0.5 * x, 0.3 * w))[1]
+    return y, grads, jvp
+
+
+@pytest.mark.parametrize("xs,k,stride,pad,fs,pad_more,bstride", CONV_BLUR_CASES)
+def test_conv_blur_equals_conv_then_blur(xs, k, stride, pad, fs, pad_more, bstride):
+    x = jax.random.normal(jax.random.key(0), xs)
+    w = jax.random.normal(jax.random.key(1), (k, k, xs[-1], 8))
+    kw = (("blur_stride", bstride), ("filter_size", fs), ("pad_more", pad_more))
+    args = ((stride, stride), ((pad, pad), (pad, pad)))
+    out_shape = jax.eval_shape(lambda a, b: layers.conv_blur_reference(
+        a, b, *args, dimension_numbers=NHWC, **dict(kw)), x, w).shape
+    ct = jax.random.normal(jax.random.key(2), out_shape)
+    y, g_want, j_want = _conv_blur_all(x, w, ct, conv=layers.conv_blur_reference, args=args,
+                                       kw=kw)
+    got, g_got, j_got = _conv_blur_all(x, w, ct, conv=layers.conv_blur, args=args, kw=kw)
+    scale = float(jnp.abs(y).max())
+    assert got.shape == y.shape
+    np.testing.assert_allclose(got, y, atol=2e-6 * scale)
+    for g, h in zip(g_got, g_want):
+        np.testing.assert_allclose(g, h, atol=2e-6 * float(jnp.abs(h).max()))
+    np.testing.assert_allclose(j_got, j_want, atol=2e-6 * scale)
+
+
+# -------------------------------------------------------------------------------------------
+# The whole metric: the fast layers against the reference layers, through jit/grad/vmap.
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    """Randomly initialised LPIPS models (speed and agreement do not depend on the values);
+    heads made non-negative, as learned heads are."""
+    out = {}
+    for net, variant, trunk in (("alex", "shift_tolerant", "shift_tolerant"),
+                                ("alex", "lpips", "vanilla"),
+                                ("vgg", "shift_tolerant", "shift_tolerant")):
+        module = sl.LPIPS(net=sl.make_backbone(net, trunk))
+        x = jnp.zeros((1, 64, 64, 3), jnp.float32)
+        variables = module.init(jax.random.key(0), x, x)
+        variables = jax.tree_util.tree_map_with_path(
+            lambda path, a: jnp.abs(a) if "lin" in jax.tree_util.keystr(path) else a, variables)
+        out[(net, variant)] = (module, variables)
+    return out
+
+
+@pytest.mark.parametrize("key", [("alex", "shift_tolerant"), ("alex", "lpips"),
+                                 ("vgg", "shift_tolerant")])
+def test_metric_fast_paths_equal_reference_layers(monkeypatch, tiny_models, key):
+    module, variables = tiny_models[key]
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(-1, 1, (2, 37, 41, 3)).astype(np.float32))
+    y = jnp.asarray(rng.uniform(-1, 1, (2, 37, 41, 3)).astype(np.float32))
+
+    def dist_and_grad():  # a fresh jitted program: the layers are looked up at trace time
+        def run(x, y):
+            f = lambda a, b: module.apply(variables, a, b)  # noqa: E731
+            return (f(x, y), jax.grad(lambda a: f(a, y).sum())(x),
+                    jax.grad(lambda a: f(a, x).sum())(x))
+        return jax.jit(run)(x, y)
+
+    fast = dist_and_grad()
+    from shiftlpips_jax._src import backbones
+    monkeypatch.setattr(backbones.layers, "blur_pool", layers.blur_pool_reference)
+    monkeypatch.setattr(backbones.layers, "max_pool", layers.max_pool_reference)
+    monkeypatch.setattr(backbones.layers, "conv_general_dilated", lax.conv_general_dilated)
+    monkeypatch.setattr(backbones.layers, "conv_blur", layers.conv_blur_reference)
+    slow = dist_and_grad()
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-5, atol=1e-7)
+    scale = float(jnp.abs(slow[1]).max())
+    np.testing.assert_allclose(fast[1], slow[1], atol=1e-4 * scale)
+    assert np.all(np.isfinite(fast[2]))  # x == y: finite gradient
+
+
+def test_cpu_batch_chunks_equal_whole_batch(tiny_models):
+    # On CPU a big evaluation batch runs chunk by chunk; each image seen alone (batch 1, never
+    # cut) must give the same distances, maps, features and input gradient.
+    from shiftlpips_jax._src import lpips
+    assert lpips.batch_chunks(1, 64, 64) == [(0, 1)]
+    n = 12                                   # 12 images of 64x64: 2 chunks on CPU
+    if jax.default_backend() == "cpu":
+        assert lpips.batch_chunks(n, 64, 64) == [(0, 6), (6, 12)]
+    module, variables = tiny_models[("alex", "shift_tolerant")]
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.uniform(-1, 1, (n, 64, 64, 3)).astype(np.float32))
+    y = jnp.asarray(rng.uniform(-1, 1, (n, 64, 64, 3)).astype(np.float32))
+
+    def outputs(x, y):
+        apply = lambda *a, **k: module.apply(variables, *a, **k)  # noqa: E731
+        return (apply(x, y), apply(x, y, per_layer=True)[1], apply(x, y, spatial=True),
+                apply(x, method=sl.LPIPS.features),
+                jax.grad(lambda a: apply(a, y).sum())(x))
+
+    whole = jax.jit(outputs)(x, y)
+    one_by_one = jax.jit(jax.vmap(lambda a, b: jax.tree.map(
+        lambda o: o[0], outputs(a[None], b[None]))))(x, y)
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(one_by_one)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # A batch-1 side broadcasts against the chunked side.
+    bcast = jax.jit(lambda a, b: module.apply(variables, a, b))(x[:1], y)
+    np.testing.assert_allclose(bcast, jax.jit(jax.vmap(
+        lambda b: module.apply(variables, x[:1], b[None])[0]))(y), rtol=1e-5, atol=1e-7)
