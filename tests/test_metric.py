@@ -257,7 +257,7 @@ def test_normalize_range_and_uint8_rules(alex):
 
 
 def test_unknown_net_and_variant_list_known_ones():
-    with pytest.raises(ValueError, match=r"unknown net 'resnet50'.*\['alex', 'vgg'\]"):
+    with pytest.raises(ValueError, match=r"unknown net 'resnet50'.*\['alex', 'dists', 'vgg'\]"):
         sl.load("resnet50")
     with pytest.raises(ValueError, match=r"unknown variant 'antialiased' for net 'alex'.*"
                                          r"\['lpips', 'shift_tolerant'\]"):

@@ -33,7 +33,7 @@ Example::
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
 import jax
@@ -140,6 +140,10 @@ class DISTS(nn.Module):
     """
 
     dtype: Any = jnp.float32
+    # What the library's Metric wrapper reads: any size works (each L2 pooling keeps >= 1 pixel),
+    # six compared feature sets per image.
+    min_size: ClassVar[int] = 1
+    num_features: ClassVar[int] = len(DISTS_CHANNELS)
 
     def setup(self):
         self.net = DISTSTrunk(dtype=self.dtype)
