@@ -36,10 +36,12 @@ def add_parser(sub) -> None:
                    help="image files (default: a bundled photo)")
     p.add_argument("--max-shift", type=int, default=9, help="largest shift in pixels (default 9)")
     p.add_argument("--out", default="shift_study.png", help="chart PNG (default shift_study.png)")
-    p.add_argument("--csv", default=None, help="also write the numbers as CSV")
-    p.add_argument("--models", nargs="+", default=list(shift_study.DEFAULT_MODELS),
-                   choices=list(models),
-                   metavar="MODEL", help=f"models to run (default all: {' '.join(models)})")
+    p.add_argument("--csv", default=None, metavar="OUT.csv",
+                   help="also write the numbers as CSV")
+    p.add_argument("--models", "--net", nargs="+", default=list(shift_study.DEFAULT_MODELS),
+                   choices=list(models), metavar="MODEL",
+                   help=f"models to run, of {' '.join(models)} (default: "
+                        f"{' '.join(shift_study.DEFAULT_MODELS)})")
     p.add_argument("--load-size", type=int, default=256,
                    help="resize so the shorter side is this (bicubic; 0 keeps; default 256)")
     p.set_defaults(func=_run)
