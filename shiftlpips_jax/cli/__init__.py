@@ -27,7 +27,7 @@ from shiftlpips_jax._src.errors import ShiftLPIPSError
 from shiftlpips_jax._src.images import TransparencyWarning
 from shiftlpips_jax.cli import bench, compare, eval as eval_cmd, example, pairs, shift_study
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "plain_text"]
 
 SUBCOMMANDS = (compare, pairs, example, eval_cmd, shift_study, bench)
 
@@ -38,7 +38,15 @@ _BLOCK = re.compile(r"(\S)::(?=\s*$)", re.M)
 
 
 def plain_text(text: str | None) -> str | None:
-    """``text`` without reST markup: roles keep their last dotted name, literals their text."""
+    """``text`` without reST markup, for help shown on a terminal.
+
+    Args:
+      text: a docstring-style text (or ``None``).
+
+    Returns:
+      The text with roles reduced to their last dotted name, inline literals to their content
+      and ``::`` literal-block markers to ``:`` (``None`` stays ``None``).
+    """
     if not text:
         return text
     text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], text)
@@ -61,16 +69,16 @@ def _synopsis(module) -> str:
 
 
 def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Strips markup from the description and every help text of ``parser`` and its commands."""
     parser.description = plain_text(parser.description)
     for action in parser._actions:
         if isinstance(action.help, str):
             action.help = plain_text(action.help)
-        for sub in getattr(action, "choices", None) or {}:
-            if isinstance(action, argparse._SubParsersAction):
-                _plain_help(action.choices[sub])
         if isinstance(action, argparse._SubParsersAction):
-            for choice in action._choices_actions:
+            for choice in action._choices_actions:   # the one-line helps in the command list
                 choice.help = plain_text(choice.help)
+            for sub in action.choices.values():
+                _plain_help(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

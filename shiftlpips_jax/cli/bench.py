@@ -8,6 +8,7 @@ adds the bfloat16 trunk. The job is :func:`shiftlpips_jax._src.bench.run_bench_c
 Example::
 
     shiftlpips bench --models alex --against-pytorch
+    shiftlpips bench --net dists --against-pytorch     # against the official DISTS_pytorch
     shiftlpips bench --models alex,vgg --workloads 64x50,256x4 --bf16 --json bench.json
 """
 
