@@ -1,4 +1,8 @@
-"""A/B: DISTS forward at 256x256x4, CPU batch chunks (current) vs one batch, alternating."""
+"""A/B: DISTS forward at 256x256x4, one-image CPU chunks (the LPIPS models' rule) against one
+batch (what DISTS does for images of >= 40,960 pixels), in alternating rounds, one process.
+
+    .venv/bin/python benchmarks/dists_chunks_ab.py
+"""
 import time, statistics
 import numpy as np, jax, jax.numpy as jnp
 from shiftlpips_jax._src import dists as dm
@@ -9,11 +13,11 @@ y = jnp.asarray(np.clip(np.asarray(x) + rng.normal(0, .2, x.shape), -1, 1).astyp
 def fwd(v, a, b):
     with jax.default_matmul_precision("highest"):
         return model.apply(v, a, b)
+current = dm._chunks
+dm._chunks = dm.batch_chunks          # the LPIPS rule: four one-image chunks at 256x256
 A = jax.jit(fwd).lower(variables, x, y).compile()
-real = dm.batch_chunks
-dm.batch_chunks = lambda n, h, w: [(0, n)]
+dm._chunks = current                  # DISTS' rule: one batch
 B = jax.jit(lambda v, a, b: fwd(v, a, b)).lower(variables, x, y).compile()
-dm.batch_chunks = real
 np.testing.assert_allclose(A(variables, x, y), B(variables, x, y), rtol=1e-5)
 times = {"chunked": [], "one batch": []}
 for r in range(5):
