@@ -44,7 +44,7 @@ def example():
 
 @pytest.fixture(scope="session")
 def metrics():
-    """All four pretrained metrics, loaded once per session."""
+    """Every pretrained metric (the four LPIPS models and DISTS), loaded once per session."""
     return {k: sl.load(*k) for k in sl.available_models()}
 
 

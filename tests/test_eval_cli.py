@@ -32,7 +32,7 @@ def _close(a, b):
 def test_2afc_contract_command_matches_api(root, tmp_path, capsys):
     out = tmp_path / "out.json"
     rc = cli.main(["eval", str(root / "2afc"), "--mode", "2afc", "--datasets", *SETS,
-                   "--net", "l2", "--variant", "shift_tolerant", "--load-size", "64",
+                   "--net", "l2", "--load-size", "64",
                    "--shifts", "1", "2", "3", "--json", str(out), "--no-progress"])
     assert rc == 0
     got = json.loads(out.read_text())

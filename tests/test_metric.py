@@ -190,7 +190,8 @@ def test_gradient_finite_at_identical_inputs(metrics, example):
     for key, m in metrics.items():
         g = jax.jit(jax.grad(lambda a: jnp.sum(m.module.apply(m.variables, a, ref))))(ref)
         assert np.isfinite(g).all(), key
-        np.testing.assert_allclose(g, 0.0, atol=1e-6)
+        # DISTS' S1/S2 quotients round to ~3e-6 at d = 0 in float32 (test_dists bounds it).
+        np.testing.assert_allclose(g, 0.0, atol=1e-5 if key[0] == "dists" else 1e-6)
 
 
 def _upstream_normalize(f):
@@ -280,7 +281,7 @@ def test_normalize_range_and_uint8_rules(alex):
 
 
 def test_unknown_net_and_variant_list_known_ones():
-    with pytest.raises(ValueError, match=r"unknown net 'resnet50'.*\['alex', 'vgg'\]"):
+    with pytest.raises(ValueError, match=r"unknown net 'resnet50'.*\['alex', 'dists', 'vgg'\]"):
         sl.load("resnet50")
     with pytest.raises(ValueError, match=r"unknown variant 'antialiased' for net 'alex'.*"
                                          r"\['lpips', 'shift_tolerant'\]"):

@@ -84,8 +84,9 @@ def test_cli_runs_with_only_an_output_path(tmp_path, monkeypatch, capsys):
 def test_cli_defaults_cover_every_model_and_bad_args_fail_cleanly(tmp_path, capsys):
     parser = cli.build_parser()
     args = parser.parse_args(["shift-study"])
-    assert args.images == [] and args.max_shift == 9 and args.models == list(ss.MODELS)
-    assert set(ss.MODELS) == {"st-alex", "st-vgg", "lpips-alex", "lpips-vgg", "l2"}
+    assert args.images == [] and args.max_shift == 9 and args.models == list(ss.DEFAULT_MODELS)
+    assert set(ss.DEFAULT_MODELS) == {"st-alex", "st-vgg", "lpips-alex", "lpips-vgg", "l2"}
+    assert set(ss.MODELS) == set(ss.DEFAULT_MODELS) | {"dists", "msssim"}
     assert cli.main(["shift-study", str(tmp_path / "missing.png"), "--out",
                      str(tmp_path / "x.png")]) == 2
     assert "not found" in capsys.readouterr().err

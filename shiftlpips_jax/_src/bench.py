@@ -4,7 +4,10 @@ For each model and workload (image side x batch) it times the forward distance a
 gradient ``d/dx sum(d(x, y))`` (the training-loss use), in pairs per second, as the median of
 interleaved repetitions. With ``--against-pytorch`` the same workloads run on the reference
 (``stlpips_pytorch``; ``lpips`` architecture for ``--variant lpips``) in alternating runs, so the
-ratio is measured under the same machine load. Every row also reports the FLOPs per pair from
+ratio is measured under the same machine load. ``dists`` (DISTS) runs against the official
+``DISTS_pytorch`` code with the same weights (its trunk and alpha/beta read by this library's
+torch-free readers, since that package would download the trunk); ``msssim`` times the MS-SSIM
+module (no PyTorch side). Every row also reports the FLOPs per pair from
 XLA's cost analysis of the compiled program and the achieved GFLOP/s as a fraction of a float32
 matmul timed in the same rounds (the machine's practical peak). Timings use the pure
 ``metric.module.apply`` under ``jax.jit`` with the metric's precision (no host-side checks),
@@ -123,6 +126,14 @@ def load_model(net: str, variant: str, dtype: str, *, random_init: bool = False)
     """(module, variables, precision) of a pretrained model, or of its architecture with random
     weights (``random_init``: no weight files needed; speed does not depend on the values)."""
     jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+    if net == "msssim":
+        from .evaluation.msssim import MSSSIM
+        return MSSSIM(), {}, "highest"
+    if net == "dists" and random_init:
+        from .dists import DISTS
+        module = DISTS(dtype=jdtype)
+        x = jnp.zeros((1, 16, 16, 3), jnp.float32)
+        return module, module.init(jax.random.key(0), x, x), "highest"
     if random_init:
         from .weights import registry
         module = registry.build_model(net, variant, dtype=jdtype)
@@ -189,6 +200,42 @@ def import_reference():
     return stlpips
 
 
+def _official_dists(pretrained: bool):
+    """The official ``DISTS_pytorch.DISTS`` module on CPU; with ``pretrained`` its trunk and
+    alpha/beta are this library's checksum-verified files (DISTS' constructor would download
+    torchvision's VGG16 otherwise)."""
+    import warnings
+
+    import torch
+    import torchvision
+    try:
+        from DISTS_pytorch import DISTS_pt
+    except ImportError as err:
+        raise RuntimeError("--against-pytorch with dists needs the official code: pip install "
+                           f"DISTS-pytorch==0.1 (import failed: {err})") from err
+    real = torchvision.models.vgg16
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        DISTS_pt.models.vgg16 = lambda *a, **k: real(weights=None)
+        try:
+            model = DISTS_pt.DISTS(load_weights=False)
+        finally:
+            DISTS_pt.models.vgg16 = real
+    if pretrained:
+        from .dists import load_dists_variables
+        p = load_dists_variables()["params"]
+        model.alpha.data = torch.from_numpy(np.asarray(p["alpha"]).reshape(1, -1, 1, 1).copy())
+        model.beta.data = torch.from_numpy(np.asarray(p["beta"]).reshape(1, -1, 1, 1).copy())
+        convs = [m for stage in (model.stage1, model.stage2, model.stage3, model.stage4,
+                                 model.stage5) for m in stage if isinstance(m, torch.nn.Conv2d)]
+        from .dists import CONV_NAMES
+        for conv, name in zip(convs, CONV_NAMES, strict=True):
+            kernel = np.asarray(p["net"][name]["kernel"]).transpose(3, 2, 0, 1)
+            conv.weight.data = torch.from_numpy(np.ascontiguousarray(kernel))
+            conv.bias.data = torch.from_numpy(np.asarray(p["net"][name]["bias"]).copy())
+    return model.eval()
+
+
 def torch_case(w: Workload, *, device: str = "cpu", pretrained: bool = True, seed: int = 0,
                stlpips_module=None, sync: bool = True, channels_last: bool = False) -> Case:
     """The same workload on the PyTorch reference (``stlpips.LPIPS``; for ``variant="lpips"``
@@ -198,10 +245,14 @@ def torch_case(w: Workload, *, device: str = "cpu", pretrained: bool = True, see
     import warnings
 
     import torch
-    stlpips = stlpips_module or import_reference()
+    if w.net == "msssim":
+        raise InputError("bench has no PyTorch side for msssim; drop --against-pytorch")
+    stlpips = None if w.net == "dists" else (stlpips_module or import_reference())
     with warnings.catch_warnings():  # torchvision's deprecated `pretrained=` argument
         warnings.simplefilter("ignore")
-        if w.variant == "lpips":
+        if w.net == "dists":
+            model = _official_dists(pretrained)
+        elif w.variant == "lpips":
             model = stlpips.LPIPS(net=w.net, variant="", pretrained=False, pnet_rand=True,
                                   verbose=False)
         else:
@@ -211,6 +262,8 @@ def torch_case(w: Workload, *, device: str = "cpu", pretrained: bool = True, see
     for p in model.parameters():
         p.requires_grad_(False)
     xs, ys = _inputs(w.size, w.batch, seed)
+    if w.net == "dists":   # the official code takes [0, 1] images
+        xs, ys = (xs + 1.0) / 2.0, (ys + 1.0) / 2.0
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.from_numpy(xs).permute(0, 3, 1, 2).contiguous(memory_format=fmt).to(device)
     y = torch.from_numpy(ys).permute(0, 3, 1, 2).contiguous(memory_format=fmt).to(device)
@@ -232,7 +285,9 @@ def torch_case(w: Workload, *, device: str = "cpu", pretrained: bool = True, see
         def run():
             xg = x.detach().clone().requires_grad_(True)
             with ctx():
-                loss = model(xg, y).sum()
+                # DISTS_pytorch runs its trunk under no_grad unless asked.
+                out = model(xg, y, require_grad=True) if w.net == "dists" else model(xg, y)
+                loss = out.sum()
             loss.backward()
             sync()
             return xg.grad
@@ -291,7 +346,8 @@ def run_bench(models: Sequence[tuple[str, str]], workloads: Sequence[tuple[int, 
     Each row's JAX run, PyTorch run (``against_pytorch``) and a float32 matmul are interleaved
     round by round, so their medians see the same machine load.
     """
-    if against_pytorch and stlpips_module is None:
+    if against_pytorch and stlpips_module is None and any(
+            net not in ("dists", "msssim") for net, _ in models):
         stlpips_module = import_reference()
     mm = matmul_case(matmul_n)
     rows = []
@@ -364,6 +420,9 @@ def _models(text: str, variant: str) -> list[tuple[str, str]]:
     variants = sorted({v for _, v in PRETRAINED}) if variant == "all" else [variant]
     out = []
     for net in nets:
+        if net in ("dists", "msssim"):   # one model each; --variant is for the LPIPS nets
+            out.append((net, "official" if net == "dists" else "RGB"))
+            continue
         for v in variants:
             if (net, v) not in PRETRAINED:
                 known = sorted(PRETRAINED)
@@ -381,7 +440,7 @@ def run_bench_command(*, models: str = "alex,vgg", variant: str = "shift_toleran
     """The ``shiftlpips bench`` job: prints the table as rows finish, writes JSON if asked.
 
     Args:
-      models: comma-separated nets (``"alex,vgg"``).
+      models: comma-separated nets (``"alex,vgg"``; also ``dists``, ``msssim``).
       variant: ``shift_tolerant``, ``lpips`` or ``all`` (every pretrained variant).
       workloads: ``SIDExBATCH`` list, e.g. ``"64x50,256x4"``.
       modes: ``forward``, ``grad`` or ``both``.
@@ -398,6 +457,9 @@ def run_bench_command(*, models: str = "alex,vgg", variant: str = "shift_toleran
       The result rows of :func:`run_bench`.
     """
     model_list = _models(models, variant)
+    if against_pytorch and ("msssim", "RGB") in model_list:
+        raise InputError("bench has no PyTorch side for msssim; drop --against-pytorch or "
+                         "time msssim separately")
     sizes = parse_workloads(workloads)
     mode_list = MODES if modes == "both" else (modes,)
     dtypes = ("float32", "bfloat16") if bf16 else ("float32",)

@@ -52,9 +52,12 @@ from .metric import Metric, available_models, load
 from .pixels import to_unit_range
 from .streaming import pad_batch, summarize
 
+# (1 - MS-SSIM) / 2 on 8-bit RGB, as in evaluation (the window shrinks for sides 33-160).
+MSSSIM_NETS = ("msssim", "ms-ssim", "ms_ssim")
+
 __all__ = ["compare_images", "compare_dirs", "compare_all_pairs", "run_example", "run_compare",
            "run_pairs", "heatmap_paths", "check_model_args", "check_map_args", "folder_summary",
-           "summary_line"]
+           "summary_line", "resolve_model", "MSSSIM_NETS"]
 
 BATCH = 16
 
@@ -472,12 +475,12 @@ def run_example(*, out=None) -> dict[str, tuple[float, float]]:
     return results
 
 
-def check_model_args(net: str, variant: str) -> None:
+def check_model_args(net: str, variant: str | None) -> None:
     """Refuses an unknown net / variant before anything is loaded.
 
     Args:
       net: a pretrained net name (or alias).
-      variant: a pretrained variant of it.
+      variant: a pretrained variant of it (``None``: the net's default).
 
     Raises:
       InputError: listing the pretrained nets and variants.
@@ -488,23 +491,59 @@ def check_model_args(net: str, variant: str) -> None:
     nets = sorted({n for n, _ in known})
     if canonical not in nets:
         raise InputError(f"unknown net {net!r}; pretrained nets: {nets} (models: {known})")
+    if variant is None:
+        return
     if (canonical, variant) not in known:
         variants = sorted(v for n, v in known if n == canonical)
         raise InputError(f"unknown variant {variant!r} for net {canonical!r}; pretrained "
                          f"variants: {variants}")
 
 
-def _metric(net: str, variant: str, checkpoint: str | None) -> Metric:
+def resolve_model(net: str | None, variant: str | None,
+                  checkpoint: str | None) -> tuple[str | None, str | None]:
+    """The model a job's ``net`` / ``variant`` / ``checkpoint`` options name, checked.
+
+    Args:
+      net: a pretrained net, ``msssim``, or ``None`` (``alex``).
+      variant: its variant, or ``None`` (the net's default).
+      checkpoint: a metric directory instead; then ``net`` and ``variant`` must be ``None``.
+
+    Returns:
+      ``(net, variant)`` with ``net`` filled in (``(None, None)`` for a checkpoint).
+
+    Raises:
+      InputError: a checkpoint together with a net or variant, or an unknown net / variant.
+    """
+    if checkpoint:
+        given = [f"--{k} {v}" for k, v in (("net", net), ("variant", variant)) if v is not None]
+        if given:
+            raise InputError(f"--checkpoint {checkpoint} already names the model; drop "
+                             f"{' and '.join(given)}")
+        return None, None
+    net = "alex" if net is None else net
+    if net.lower() in MSSSIM_NETS:
+        if variant is not None:
+            raise InputError(f"--variant {variant} does not apply to msssim (it has no variants)")
+        return "msssim", None
+    check_model_args(net, variant)
+    return net, variant
+
+
+def _metric(net: str | None, variant: str | None, checkpoint: str | None) -> Metric:
     if checkpoint:
         return load(checkpoint=checkpoint)
+    if net == "msssim":
+        from .evaluation.msssim import MSSSIM
+        return Metric(MSSSIM(), {}, net="msssim", variant="RGB")
     return load(net, variant)
 
 
-def _prepare(net: str, variant: str, checkpoint: str | None, max_pixels: int) -> None:
-    """Checks shared by the jobs, before anything is loaded."""
-    if not checkpoint:
-        check_model_args(net, variant)
+def _prepare(net: str | None, variant: str | None, checkpoint: str | None,
+             max_pixels: int) -> tuple[str | None, str | None]:
+    """Checks shared by the jobs, before anything is loaded; returns the resolved model."""
+    net, variant = resolve_model(net, variant, checkpoint)
     images.allow_large_images(max_pixels)
+    return net, variant
 
 
 def _report_skipped(skipped, total: int, unit: str) -> None:
@@ -520,7 +559,7 @@ def _existing(path: str) -> str:
     return path
 
 
-def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tolerant",
+def run_compare(a: str, b: str, *, net: str | None = None, variant: str | None = None,
                 checkpoint: str | None = None, resize: bool = False,
                 spatial_map: str | None = None, out: str | None = None,
                 skip_errors: bool = False, max_pixels: int = images.DEFAULT_MAX_PIXELS,
@@ -531,7 +570,9 @@ def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tole
 
     Args:
       a, b: two image files, or two folders (same-named images are compared).
-      net, variant: the pretrained model; ``checkpoint``: a metric directory instead.
+      net, variant: the model (``None``: ``alex`` / the net's default variant): ``alex``,
+        ``vgg``, ``dists`` or ``msssim`` ((1 - MS-SSIM) / 2 on RGB; no variants).
+      checkpoint: a metric directory instead (not together with ``net`` or ``variant``).
       resize: resize the second image of a pair to the first one's size (bicubic).
       spatial_map: the map figure (``.png``, ``.svg``, ``.pdf``; a folder for folder inputs);
         checked before any work.
@@ -547,7 +588,7 @@ def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tole
     Returns:
       The distance (files) or ``[(name, distance)]`` (folders).
     """
-    _prepare(net, variant, checkpoint, max_pixels)
+    net, variant = _prepare(net, variant, checkpoint, max_pixels)
     a, b = _existing(a), _existing(b)
     read = dict(max_pixels=max_pixels, alpha=alpha)
     draw = dict(map_overlay=map_overlay, map_vmax=map_vmax)
@@ -593,7 +634,7 @@ def run_compare(a: str, b: str, *, net: str = "alex", variant: str = "shift_tole
     return d
 
 
-def run_pairs(directory: str, *, net: str = "alex", variant: str = "shift_tolerant",
+def run_pairs(directory: str, *, net: str | None = None, variant: str | None = None,
               checkpoint: str | None = None, resize: bool = False, out: str | None = None,
               skip_errors: bool = False, max_pixels: int = images.DEFAULT_MAX_PIXELS,
               alpha: str = "warn", json_path: str | None = None) -> list[tuple[str, str, float]]:
@@ -609,7 +650,7 @@ def run_pairs(directory: str, *, net: str = "alex", variant: str = "shift_tolera
     Returns:
       ``[(a, b, distance)]``.
     """
-    _prepare(net, variant, checkpoint, max_pixels)
+    net, variant = _prepare(net, variant, checkpoint, max_pixels)
     names = images.list_images(directory)
     if distributed.is_writer():
         outputs.check_outputs([("--out", out), ("--json", json_path)],

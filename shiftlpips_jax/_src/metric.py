@@ -1,6 +1,6 @@
 """The public entry point: :func:`load` returns a jitted, validating :class:`Metric`.
 
-A :class:`Metric` wraps a pure linen :class:`LPIPS` module and its variables. Calling it checks
+A :class:`Metric` wraps a pure linen module (:class:`LPIPS`, or DISTS) and its variables. Calling it checks
 shapes and dtypes on the host, runs one jitted program per input shape (distance plus a fused
 min/max of the inputs) and raises on out-of-range values. For use inside your own ``jax.jit`` /
 ``jax.grad`` / ``shard_map``, call the pure function ``metric.module.apply(metric.variables, x,
@@ -27,25 +27,41 @@ from . import backbones, validation
 from .errors import InputError
 from .weights import checkpoint as checkpoint_lib
 from .weights import registry
+from .dists import load_dists
 from .lpips import LPIPS
 
 __all__ = ["Metric", "load", "available_models", "REDUCTIONS"]
 
 REDUCTIONS = ("none", "mean", "sum")  # what ``Metric.__call__(..., reduction=)`` accepts
 
+# DISTS (Ding et al., TPAMI 2020) has one set of weights: DISTS-pytorch 0.1's.
+DISTS_MODEL = ("dists", "official")
+
 
 def available_models() -> list[tuple[str, str]]:
     """The ``(net, variant)`` pairs :func:`load` has pretrained weights for."""
-    return sorted(registry.PRETRAINED)
+    return sorted([*registry.PRETRAINED, DISTS_MODEL])
+
+
+def _traits(module) -> tuple[int, int, bool]:
+    """``(min_size, feature maps per image, has a spatial map)`` of a wrapped module.
+
+    Every wrapped module has ``__call__(x, y, *, per_layer)``, ``features(x)`` and
+    ``compare_features(fx, fy, *, per_layer)``. :class:`LPIPS` derives the rest from its
+    backbone; other modules (DISTS, MS-SSIM) declare ``min_size`` and ``num_features`` and have
+    no spatial map.
+    """
+    if isinstance(module, LPIPS):
+        return backbones.min_input_size(module.net), len(module.net.channels), True
+    return int(module.min_size), int(module.num_features), False
 
 
 class Metric:
     """A perceptual distance with loaded weights.
 
     Attributes:
-      module: the pure :class:`LPIPS` linen module.
-      variables: its variables (``{"params": ..., ["batch_stats": ...]}``) for
-        ``module.apply``.
+      module: the pure linen module (:class:`LPIPS`, DISTS or MS-SSIM).
+      variables: its variables (``{"params": ..., ["batch_stats": ...]}``) for ``module.apply``.
       params: deprecated alias of ``variables`` (it always held all variables, not only
         ``"params"``); warns with a DeprecationWarning.
       net, variant: what was loaded.
@@ -60,7 +76,7 @@ class Metric:
         self.variables = jax.tree.map(jnp.asarray, variables)
         self.net = net
         self.variant = variant
-        self.min_size = backbones.min_input_size(module.net)
+        self.min_size, self._num_features, self.has_spatial_map = _traits(module)
         self._distance = jax.jit(self._distance_impl,
                                  static_argnames=("normalize", "spatial", "per_layer"))
         self._features = jax.jit(self._features_impl, static_argnames=("normalize",))
@@ -86,19 +102,20 @@ class Metric:
         x = validation.to_unit_range(x, normalize)
         y = validation.to_unit_range(y, normalize)
         with jax.default_matmul_precision(self.precision):
-            out = self.module.apply(variables, x, y, spatial=spatial, per_layer=per_layer)
+            extra = {"spatial": True} if spatial else {}   # only LPIPS has the option
+            out = self.module.apply(variables, x, y, per_layer=per_layer, **extra)
         return out, stats
 
     def _features_impl(self, variables, x, *, normalize):
         stats = validation.range_stats(x)
         x = validation.to_unit_range(x, normalize)
         with jax.default_matmul_precision(self.precision):
-            return self.module.apply(variables, x, method=LPIPS.features), stats
+            return self.module.apply(variables, x, method="features"), stats
 
     def _compare_impl(self, variables, fx, fy, *, per_layer):
         with jax.default_matmul_precision(self.precision):
             return self.module.apply(variables, fx, fy, per_layer=per_layer,
-                                     method=LPIPS.compare_features)
+                                     method="compare_features")
 
     # -- public API ---------------------------------------------------------------------------
     def __call__(self, x: jax.Array, y: jax.Array, *, normalize: bool = False,
@@ -127,6 +144,9 @@ class Metric:
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; "
                              f"got {reduction!r}")
+        if spatial and not self.has_spatial_map:
+            raise InputError(f"{self.name} has no spatial distance map (it compares whole-image "
+                             "statistics); call it without spatial=True")
         x, y, single = validation.prepare_pair(x, y, min_size=self.min_size, normalize=normalize,
                                                model=self.name)
         out, stats = self._distance(self.variables, x, y, normalize=normalize, spatial=spatial,
@@ -157,7 +177,7 @@ class Metric:
                                per_layer: bool = False):
         """Distance (N,) from two results of :meth:`features` (batch sizes may broadcast)."""
         fx, fy = tuple(fx), tuple(fy)
-        taps = len(self.module.net.channels)
+        taps = self._num_features
         if len(fx) != taps or len(fy) != taps:
             raise ValueError(f"expected {taps} feature maps per input (one per tap of "
                              f"{self.name}); got {len(fx)} and {len(fy)}")
@@ -169,17 +189,20 @@ class Metric:
         return self._compare(self.variables, fx, fy, per_layer=per_layer)
 
 
-def load(net: str = "alex", variant: str = "shift_tolerant", *, checkpoint: str | None = None,
+def load(net: str = "alex", variant: str | None = None, *, checkpoint: str | None = None,
          weights: str | None = None, dtype: Any = jnp.float32, precision: str = "highest",
          cache: bool = True) -> Metric:
     """Loads a pretrained perceptual metric (no network access).
 
     Args:
-      net: ``"alex"`` or ``"vgg"`` (aliases ``alexnet``, ``vgg16``).
-      variant: ``"shift_tolerant"`` (ST-LPIPS, default) or ``"lpips"`` (LPIPS v0.1).
+      net: ``"alex"`` or ``"vgg"`` (aliases ``alexnet``, ``vgg16``), or ``"dists"`` (DISTS,
+        Ding et al. TPAMI 2020, the official weights; no spatial map).
+      variant: ``"shift_tolerant"`` (ST-LPIPS, default) or ``"lpips"`` (LPIPS v0.1); for
+        ``dists`` only ``"official"`` (the default there).
       checkpoint: a metric directory written by ``convert/`` or by training; overrides
         ``net``/``variant``.
-      weights: a local copy of the source weight file (checksum verified).
+      weights: a local copy of the source weight file (checksum verified; for ``dists`` the
+        ``DISTS_pytorch/weights.pt`` of alpha and beta).
       dtype: backbone computation dtype (e.g. ``jnp.bfloat16``); heads run in float32.
       precision: convolution precision of the wrapper's jitted calls (``jax.
         default_matmul_precision``): ``"highest"`` (true float32, default) or ``"default"`` (lets
@@ -195,6 +218,14 @@ def load(net: str = "alex", variant: str = "shift_tolerant", *, checkpoint: str 
         module, variables, meta = checkpoint_lib.load_metric(checkpoint, dtype=dtype)
         return Metric(module, variables, net=meta["net"], variant=meta["variant"],
                       precision=precision)
+    if net.lower() == DISTS_MODEL[0]:
+        if variant not in (None, DISTS_MODEL[1]):
+            raise InputError(f"unknown variant {variant!r} for net 'dists'; pretrained variants: "
+                             f"['{DISTS_MODEL[1]}']")
+        variables, module = load_dists(weights=weights, dtype=dtype)
+        return Metric(module, variables, net=DISTS_MODEL[0], variant=DISTS_MODEL[1],
+                      precision=precision)
+    variant = "shift_tolerant" if variant is None else variant
     canonical = backbones.NET_ALIASES.get(net, net)
     known = available_models()
     if canonical not in {n for n, _ in known}:

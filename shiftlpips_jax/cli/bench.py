@@ -8,6 +8,7 @@ adds the bfloat16 trunk. The job is :func:`shiftlpips_jax._src.bench.run_bench_c
 Example::
 
     shiftlpips bench --models alex --against-pytorch
+    shiftlpips bench --net dists --against-pytorch     # against the official DISTS_pytorch
     shiftlpips bench --models alex,vgg --workloads 64x50,256x4 --bf16 --json bench.json
 """
 
@@ -34,18 +35,20 @@ def add_parser(sub) -> None:
     """Registers ``bench`` on the subparsers ``sub``."""
     p = sub.add_parser("bench", help="forward / input-gradient throughput, optionally against "
                                      "the PyTorch reference")
-    p.add_argument("--models", default="alex,vgg",
-                   help="comma-separated nets (default alex,vgg)")
+    p.add_argument("--models", "--net", default="alex,vgg",
+                   help="comma-separated nets: alex, vgg, dists, msssim (default alex,vgg)")
     p.add_argument("--variant", default="shift_tolerant",
                    choices=("shift_tolerant", "lpips", "all"),
                    help="pretrained variant (default shift_tolerant; all = every pretrained one)")
     p.add_argument("--workloads", default=bench.DEFAULT_WORKLOADS,
                    help=f"SIDExBATCH list (default {bench.DEFAULT_WORKLOADS})")
-    p.add_argument("--modes", default="both", choices=("forward", "grad", "both"))
+    p.add_argument("--modes", default="both", choices=("forward", "grad", "both"),
+                   help="time the forward distance, the input gradient, or both (default)")
     p.add_argument("--bf16", action="store_true",
                    help="also time the bfloat16 backbone (PyTorch side under bf16 autocast)")
     p.add_argument("--against-pytorch", action="store_true",
-                   help="time stlpips-pytorch on the same workloads in alternating runs")
+                   help="time the PyTorch reference on the same workloads in alternating runs "
+                        "(stlpips-pytorch; DISTS-pytorch for dists)")
     p.add_argument("--torch-channels-last", action="store_true",
                    help="give PyTorch channels-last inputs (faster oneDNN path; default: "
                         "contiguous NCHW, as upstream's loader)")
@@ -53,7 +56,8 @@ def add_parser(sub) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds (default 2)")
     p.add_argument("--gap", type=float, default=0.05,
                    help="seconds of sleep between timed runs (default 0.05)")
-    p.add_argument("--matmul-size", type=int, default=2048)
+    p.add_argument("--matmul-size", type=int, default=2048, metavar="N",
+                   help="side of the float32 matmul timed as the practical peak (default 2048)")
     p.add_argument("--random-init", action="store_true",
                    help="random weights of the same architectures (no weight files needed)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write all rows as JSON")

@@ -20,11 +20,14 @@ __all__ = ["add_parser", "add_model_args"]
 
 def add_model_args(p) -> None:
     """The model and image-reading options ``compare`` and ``pairs`` share."""
-    p.add_argument("--net", default="alex", help="alex (default) or vgg")
-    p.add_argument("--variant", default="shift_tolerant",
-                   help="shift_tolerant (ST-LPIPS, default) or lpips (LPIPS v0.1)")
-    p.add_argument("--checkpoint", default=None,
-                   help="a metric directory (from convert/ or training) instead of --net/--variant")
+    p.add_argument("--net", default=None,
+                   help="alex (default), vgg, dists (DISTS) or msssim ((1 - MS-SSIM) / 2 on RGB)")
+    p.add_argument("--variant", default=None,
+                   help="for alex and vgg: shift_tolerant (ST-LPIPS, default) or lpips (LPIPS "
+                        "v0.1)")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="a metric directory (from convert/ or training) instead of --net and "
+                        "--variant (not together with them)")
     p.add_argument("--resize", action="store_true",
                    help="resize images of a different size to the first one's size (bicubic)")
     images.add_reading_args(p)

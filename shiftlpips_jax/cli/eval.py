@@ -40,16 +40,21 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("root", help="BAPPS mode folder holding train/ and val/ (dataset/2afc or "
                                 "dataset/jnd)")
-    p.add_argument("--mode", choices=("2afc", "jnd"), default="2afc")
+    p.add_argument("--mode", choices=("2afc", "jnd"), default="2afc",
+                   help="2afc (2AFC score and r_rf, default) or jnd (JND mAP)")
     p.add_argument("--datasets", nargs="+", default=None, metavar="SET",
                    help="sets such as val/traditional val/cnn (default: every val set present)")
-    p.add_argument("--net", default="alex",
-                   help="alex (default) or vgg; l2 or ssim for the baselines")
-    p.add_argument("--variant", default="shift_tolerant",
-                   help="shift_tolerant (ST-LPIPS, default) or lpips (LPIPS v0.1)")
-    p.add_argument("--checkpoint", default=None, help="a metric directory instead of --net")
-    p.add_argument("--colorspace", default="Lab", choices=_distances.COLORSPACES,
-                   help="colour space of the l2 / ssim baselines (default Lab, as upstream)")
+    p.add_argument("--net", default=None,
+                   help="alex (default), vgg or dists; l2, ssim or msssim for the baselines")
+    p.add_argument("--variant", default=None,
+                   help="for alex and vgg: shift_tolerant (ST-LPIPS, default) or lpips "
+                        "(LPIPS v0.1)")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="a metric directory instead of --net and --variant (not together "
+                        "with them)")
+    p.add_argument("--colorspace", default=None, choices=_distances.COLORSPACES,
+                   help="colour space of the baselines only: default Lab for l2 and ssim (as "
+                        "upstream), RGB for msssim (as pytorch-msssim)")
     p.add_argument("--load-size", type=int, default=64,
                    help="shorter image side after resizing (default 64)")
     p.add_argument("--shifts", type=int, nargs="*", default=[1, 2, 3], metavar="N",
@@ -64,7 +69,8 @@ def add_parser(sub) -> None:
                    help="other runs' --json results drawn beside this one in --plot")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="only the first N triplets / pairs of each set (a quick look)")
-    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=50,
+                   help="triplets / pairs per jitted batch (default 50)")
     p.add_argument("--threads", type=int, default=None,
                    help="image-decoding threads (default: 2 x CPUs, at most 16)")
     p.add_argument("--workers", type=int, default=None,

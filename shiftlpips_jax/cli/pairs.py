@@ -26,7 +26,7 @@ def _run(args) -> int:
 def add_parser(sub) -> None:
     """Registers ``pairs`` on the subparsers ``sub``."""
     p = sub.add_parser("pairs", help="distances between all pairs of images in a folder (CSV)")
-    p.add_argument("dir")
+    p.add_argument("dir", help="folder of images (every unordered pair is compared)")
     add_model_args(p)
     p.add_argument("--out", default=None, help="CSV file (default stdout)")
     p.set_defaults(func=_run)

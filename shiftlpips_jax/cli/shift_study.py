@@ -46,9 +46,10 @@ def add_parser(sub) -> None:
                    help="shaded band over the images: 95%% confidence interval of the mean "
                         "(default), one standard deviation, or none")
     p.add_argument("--csv", default=None, help="also write the numbers as CSV")
-    p.add_argument("--models", nargs="+", default=list(shift_study.DEFAULT_MODELS),
+    p.add_argument("--models", "--net", nargs="+", default=list(shift_study.DEFAULT_MODELS),
                    choices=list(models),
-                   metavar="MODEL", help=f"models to run (default all: {' '.join(models)})")
+                   metavar="MODEL", help=f"models to run, of {' '.join(models)} (default: "
+                        f"{' '.join(shift_study.DEFAULT_MODELS)})")
     p.add_argument("--load-size", type=int, default=256,
                    help="resize so the shorter side is this (bicubic; 0 keeps; default 256)")
     p.set_defaults(func=_run)

@@ -11,8 +11,10 @@
       -> {"jnd_map": {"val/traditional": x, "val/cnn": x, "mean": x}, "pairs": {...}, ...}
 
 ROOT holds ``train/`` and ``val/`` of that mode (BAPPS ``dataset/2afc`` or ``dataset/jnd``).
-``--net l2`` / ``--net ssim`` select the baselines (``--colorspace Lab``, upstream's default, or
-``RGB``); ``--checkpoint DIR`` evaluates a trained metric. Prints the paper-style table and the
+``--net dists`` scores DISTS; ``--net l2`` / ``ssim`` / ``msssim`` select the baselines
+(``--colorspace``: Lab by default for l2 and ssim, as upstream; RGB for msssim, as
+pytorch-msssim; it applies to baselines only); ``--checkpoint DIR`` evaluates a trained metric
+(without ``--net`` / ``--variant``). Prints the paper-style table and the
 throughput; ``--limit N`` scores only the first N of each set. The JSON and CSV paths are
 checked before anything is read (writable; neither may be a dataset file or the other) and
 written atomically, only after the whole run succeeded. ``--skip-errors`` leaves out records
@@ -43,7 +45,7 @@ from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src import outputs
 from shiftlpips_jax._src import plots
 from shiftlpips_jax._src.errors import InputError, PathNotFoundError
-from shiftlpips_jax._src.compare import check_model_args
+from shiftlpips_jax._src.compare import check_model_args, resolve_model
 from shiftlpips_jax._src.data import folder as _folder
 from shiftlpips_jax._src.evaluation import runner as _runner
 from shiftlpips_jax._src.evaluation.scores import twoafc_per_sample
@@ -52,6 +54,8 @@ from shiftlpips_jax._src.evaluation import distances as _distances
 __all__ = ["run_eval", "per_sample_csv", "EVAL_DESCRIPTION"]
 
 _KNOWN = {"2afc": _folder.BAPPS_2AFC_SETS, "jnd": _folder.BAPPS_JND_SETS}
+# Baselines take a colour space and no variant.
+_BASELINES = ("l2", "ssim", "dssim", "msssim", "ms-ssim", "ms_ssim")
 
 
 def _default_datasets(root: str, mode: str) -> list[str]:
@@ -99,11 +103,21 @@ def _check_args(*, mode, net, variant, checkpoint, colorspace, load_size, shifts
     """The command's own argument checks, before anything is read or loaded."""
     if mode not in _KNOWN:
         raise InputError(f"--mode must be 2afc or jnd; got {mode!r}")
-    if checkpoint is None and net.lower() not in ("l2", "ssim", "dssim"):
+    baseline = checkpoint is None and net.lower() in _BASELINES
+    if checkpoint is not None:
+        resolve_model(net, variant, checkpoint)   # refuses --net / --variant with it
+    elif baseline:
+        if variant is not None:
+            raise InputError(f"--variant {variant} does not apply to the {net} baseline")
+    else:
         check_model_args(net, variant)
-    if colorspace.lower() not in [c.lower() for c in _distances.COLORSPACES]:
-        raise InputError(f"unknown colorspace {colorspace!r}; expected one of "
-                         f"{_distances.COLORSPACES}")
+    if colorspace is not None:
+        if not baseline:
+            raise InputError(f"--colorspace applies to the l2, ssim and msssim baselines only, "
+                             f"not to {net if checkpoint is None else 'a checkpoint'}")
+        if colorspace.lower() not in [c.lower() for c in _distances.COLORSPACES]:
+            raise InputError(f"unknown colorspace {colorspace!r}; expected one of "
+                             f"{_distances.COLORSPACES}")
     for name, value, low in (("--load-size", load_size, 1), ("--batch-size", batch_size, 1),
                              ("--limit", limit, 1), ("--threads", num_threads, 1),
                              ("--workers", workers, 0)):
@@ -118,8 +132,8 @@ def _check_args(*, mode, net, variant, checkpoint, colorspace, load_size, shifts
 
 
 def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = None,
-             net: str = "alex", variant: str = "shift_tolerant", checkpoint: str | None = None,
-             colorspace: str = "Lab", load_size: int = 64, shifts: Sequence[int] = (1, 2, 3),
+             net: str | None = None, variant: str | None = None,
+             checkpoint: str | None = None, colorspace: str | None = None, load_size: int = 64, shifts: Sequence[int] = (1, 2, 3),
              batch_size: int = 50, limit: int | None = None, num_threads: int | None = None,
              workers: int | None = None, precision: str = "highest",
              json_path: str | None = None, csv_path: str | None = None, progress: bool = True,
@@ -128,8 +142,10 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
              plot: str | None = None, plot_with: Sequence[str] = ()):
     """The ``eval`` job: reads ROOT, scores the distance, prints the table, writes JSON/CSV.
 
-    Args: as the command's options (see ``shiftlpips eval --help``); ``skip_errors``,
-      ``max_pixels`` and ``alpha`` are passed to :func:`shiftlpips_jax.data.read_2afc`;
+    Args: as the command's options (see ``shiftlpips eval --help``); ``net`` / ``variant`` /
+      ``colorspace`` default to ``None`` (alex, the net's default variant, the baseline's
+      default colour space); ``skip_errors``, ``max_pixels`` and ``alpha`` are passed to
+      :func:`shiftlpips_jax.data.read_2afc`;
       ``plot`` is the figure file (``--plot``) and ``plot_with`` the other runs' result JSONs
       drawn beside this one (``--plot-with``).
 
@@ -143,6 +159,8 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
     """
     out = out or sys.stdout
     images_lib.allow_large_images(max_pixels)
+    if net is None and checkpoint is None:
+        net = "alex"
     _check_args(mode=mode, net=net, variant=variant, checkpoint=checkpoint,
                 colorspace=colorspace, load_size=load_size, shifts=shifts,
                 batch_size=batch_size, limit=limit, num_threads=num_threads, workers=workers,
@@ -168,7 +186,8 @@ def run_eval(root: str, *, mode: str = "2afc", datasets: Sequence[str] | None = 
     if source.skipped and writer:
         print(f"skipped {len(source.skipped)} {'triplets' if mode == '2afc' else 'pairs'} "
               f"(--skip-errors); {len(source)} remain", file=sys.stderr)
-    dist = _distances.get_distance(net, variant, colorspace=colorspace, checkpoint=checkpoint)
+    dist = _distances.get_distance(net or "alex", variant or "shift_tolerant",
+                                   colorspace=colorspace, checkpoint=checkpoint)
     _runner.check_image_sizes(source, dist, shifts=shifts if mode == "2afc" else ())
     if mode == "2afc":
         result = _runner.evaluate_2afc(source, dist, shifts=shifts, batch_size=batch_size,

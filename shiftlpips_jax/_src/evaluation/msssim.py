@@ -28,20 +28,23 @@ Example::
 
     s = ms_ssim(x255, y255, data_range=255.0)                        # (N,), needs side > 160
     s = ms_ssim(x255, y255, data_range=255.0, small_images="shrink")   # any side >= 33
+    metric = Metric(MSSSIM(), {}, net="msssim", variant="RGB")         # (1 - MS-SSIM) / 2
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import ClassVar, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from shiftlpips_jax._src.errors import InputError
 
-__all__ = ["ms_ssim", "msssim_min_size", "gaussian_window", "MS_SSIM_WEIGHTS", "SMALL_IMAGES"]
+__all__ = ["ms_ssim", "msssim_min_size", "gaussian_window", "MSSSIM", "MS_SSIM_WEIGHTS",
+           "SMALL_IMAGES"]
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 SMALL_IMAGES = ("error", "shrink")
@@ -187,3 +190,53 @@ def _ms_ssim(x, y, *, data_range, win_size, win_sigma, weights, k1, k2, small_im
         if not last:
             x, y = _avg_pool2(x), _avg_pool2(y)
     return jnp.mean(total, axis=-1)
+
+
+class MSSSIM(nn.Module):
+    """``(1 - MS-SSIM) / 2`` as a parameter-free linen module, for the library's ``Metric``.
+
+    The same protocol as the learned metrics: ``__call__(x, y)``, ``features(x)`` and
+    ``compare_features(fx, fy)`` on NHWC images in [-1, 1] (apply with empty variables ``{}``).
+    Features are the image as 8-bit values (RGB, data range 255) or in Lab (data range 100),
+    not rounded, so the distance is differentiable; on 8-bit inputs it equals the evaluation's
+    MS-SSIM distance.
+
+    Attributes:
+      colorspace: ``"RGB"`` (as pytorch-msssim) or ``"Lab"``.
+      small_images: ``"shrink"`` (default: any side >= 33) or ``"error"`` (a side > 160).
+    """
+
+    colorspace: str = "RGB"
+    small_images: str = "shrink"
+    num_features: ClassVar[int] = 1
+
+    @property
+    def min_size(self) -> int:
+        return msssim_min_size(small_images=self.small_images)
+
+    def features(self, x: jax.Array) -> tuple[jax.Array]:
+        """The image in the colour space: ``((x + 1) * 127.5,)`` or ``(Lab(x),)``."""
+        from shiftlpips_jax._src.evaluation.baselines import rgb_to_lab
+        v = (jnp.asarray(x, jnp.float32) + 1.0) * 127.5
+        if self.colorspace == "Lab":
+            return (rgb_to_lab(jnp.clip(v / 255.0, 0.0, 1.0)),)
+        if self.colorspace != "RGB":
+            raise InputError(f"MS-SSIM colorspace must be 'RGB' or 'Lab'; got "
+                             f"{self.colorspace!r}")
+        return (v,)
+
+    def compare_features(self, fx, fy, *, per_layer: bool = False) -> jax.Array:
+        """``(1 - MS-SSIM) / 2`` (N,) of two :meth:`features` results."""
+        if per_layer:
+            raise InputError("MS-SSIM has no per-layer terms; call it without per_layer=True")
+        (a,), (b,) = fx, fy
+        n = max(a.shape[0], b.shape[0])
+        a = jnp.broadcast_to(a, (n,) + a.shape[1:])
+        b = jnp.broadcast_to(b, (n,) + b.shape[1:])
+        data_range = 100.0 if self.colorspace == "Lab" else 255.0
+        return (1.0 - ms_ssim(a, b, data_range=data_range,
+                              small_images=self.small_images)) / 2.0
+
+    def __call__(self, x: jax.Array, y: jax.Array, *, per_layer: bool = False) -> jax.Array:
+        """``(1 - MS-SSIM) / 2`` (N,) of image batches in [-1, 1]."""
+        return self.compare_features(self.features(x), self.features(y), per_layer=per_layer)

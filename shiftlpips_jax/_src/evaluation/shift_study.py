@@ -52,8 +52,11 @@ MODELS = {
     "lpips-alex": ("alex", "lpips", "LPIPS alex"),
     "lpips-vgg": ("vgg", "lpips", "LPIPS vgg"),
     "l2": ("l2", "RGB", "L2 (RGB)"),
+    "dists": ("dists", "official", "DISTS"),
+    "msssim": ("msssim", "RGB", "MS-SSIM (RGB)"),
 }
-DEFAULT_MODELS = tuple(MODELS)
+# The paper's shift figure: ST-LPIPS, LPIPS and L2 (DISTS and MS-SSIM on request).
+DEFAULT_MODELS = ("st-alex", "st-vgg", "lpips-alex", "lpips-vgg", "l2")
 _ASSETS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                        "assets")
 
@@ -93,6 +96,8 @@ def _dist(model: str) -> _distances.Distance:
     net, variant, _ = MODELS[model]
     if net == "l2":
         return _distances.l2_distance(variant)
+    if net == "msssim":
+        return _distances.msssim_distance(variant)
     return _distances.get_distance(net, variant)
 
 
@@ -212,7 +217,7 @@ def run_shift_study(images: Sequence[str] | None = None, *, image_dirs: Sequence
         the bundled photos (:func:`bundled_images`).
       max_shift: largest shift in pixels (the user study covers 0-9).
       models: ids from :data:`MODELS` (``st-alex``, ``st-vgg``, ``lpips-alex``, ``lpips-vgg``,
-        ``l2``).
+        ``l2``, ``dists``, ``msssim``; default :data:`DEFAULT_MODELS`, the first five).
       out: the figure; its extension (``.png``, ``.svg``, ``.pdf``) picks the format.
       csv_path: the numbers as CSV. Both are checked (format, matplotlib, writable, not an
         input) before the work starts and written atomically (both or neither are replaced).
