@@ -11,7 +11,6 @@ Exit status: 0 done; 2 bad flags/config; 3 non-finite loss; 4 bad data; 5 checkp
 
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import app, flags, logging
@@ -26,29 +25,6 @@ _PID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's id."
 _COLLECTIVES = flags.DEFINE_enum("cpu_collectives", None, ["gloo", "mpi"],
                                  "CPU cross-process collectives (multi-process CPU runs).")
 
-_CLUSTER_ENV = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES",
-                "JAX_COORDINATOR_ADDRESS")
-
-
-def init_distributed(coordinator_address=None, num_processes=None, process_id=None,
-                     cpu_collectives=None) -> None:
-    """``jax.distributed.initialize`` with explicit values, or auto-detected on a cluster."""
-    import jax
-
-    if cpu_collectives:
-        jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-    if coordinator_address or num_processes or process_id is not None:
-        if not (coordinator_address and num_processes and process_id is not None):
-            raise app.UsageError("--coordinator_address, --num_processes and --process_id go "
-                                 "together")
-        if num_processes > 1:
-            jax.distributed.initialize(coordinator_address, num_processes, process_id)
-    elif any(os.environ.get(k) for k in _CLUSTER_ENV):
-        size = os.environ.get("SLURM_NTASKS") or os.environ.get("OMPI_COMM_WORLD_SIZE") or "2"
-        if int(size) > 1:
-            jax.distributed.initialize()
-
-
 def main(argv) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -56,7 +32,14 @@ def main(argv) -> int:
         raise app.UsageError("--config and --workdir are required")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
-    init_distributed(_COORD.value, _NPROC.value, _PID.value, _COLLECTIVES.value)
+    # The one cluster join of the package (the scoring commands use it too).
+    from shiftlpips_jax._src import distributed
+    from shiftlpips_jax.errors import InputError
+    try:
+        distributed.init_distributed(_COORD.value, _NPROC.value, _PID.value,
+                                     cpu_collectives=_COLLECTIVES.value)
+    except InputError as e:
+        raise app.UsageError(str(e)) from None
     from shiftlpips_jax import training
     from shiftlpips_jax.errors import CheckpointError, DataError, NonFiniteLossError
 
