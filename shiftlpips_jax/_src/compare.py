@@ -99,11 +99,13 @@ def _sharded_distance(metric: Metric, spatial: bool, mesh):
 
         def per_device(params, a, b):
             with jax.default_matmul_precision(precision):
-                return module.apply(params, to_unit_range(a), to_unit_range(b), spatial=spatial)
+                # Modules without a spatial map (DISTS, MS-SSIM) take no ``spatial`` option.
+                extra = {"spatial": True} if spatial else {}
+                return module.apply(params, to_unit_range(a), to_unit_range(b), **extra)
 
         fn = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)),
                                    out_specs=P(AXIS)))
-        cache[key] = (fn, distributed.replicate(mesh, metric.params))
+        cache[key] = (fn, distributed.replicate(mesh, metric.variables))
     return cache[key]
 
 
