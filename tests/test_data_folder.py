@@ -147,3 +147,135 @@ def test_fixture_judge_rule_and_ties_are_written(tmp_path):
     np.testing.assert_array_equal(src[5]["p0"], src[5]["p1"])
     np.testing.assert_array_equal(src[4]["p0"], src[4]["p1"])
     assert not np.array_equal(src[3]["p0"], src[3]["p1"])
+
+
+# -------------------------------------------------------------------------------------------
+# Untrusted files: FIFOs, absurd .npy headers, pickles, huge images, 16-bit images, skipping.
+
+from file_faults import make_fifo, no_hang, png_declaring  # noqa: E402
+from shiftlpips_jax._src.errors import DataError, InputError, PathNotFoundError  # noqa: E402
+
+
+def _write_npy_header(path, shape, descr="<f8", payload=b"\0" * 8):
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": descr, "fortran_order": False, "shape": shape})
+        fh.write(payload)
+
+
+def test_fifo_judge_and_image_are_refused_without_blocking(bapps, tmp_path):
+    root = _copy(bapps, tmp_path)
+    judge = root / "val" / "cnn" / "judge" / "000001.npy"
+    os.remove(judge)
+    make_fifo(judge)
+    with no_hang([judge]):
+        with pytest.raises(DataError, match=rf"{judge} is a FIFO"):
+            data.read_2afc(root, ["val/cnn"])
+    root = _copy(bapps, tmp_path / "x")
+    first = root / "val" / "cnn" / "ref" / "000000.png"   # the image the set's size comes from
+    os.remove(first)
+    make_fifo(first)
+    with no_hang([first]):
+        with pytest.raises(InputError, match=rf"{first} is a FIFO"):
+            data.read_2afc(root, ["val/cnn"])
+
+
+def test_npy_with_absurd_declared_shape_is_refused_on_its_header(bapps, tmp_path):
+    import tracemalloc
+    root = _copy(bapps, tmp_path)
+    judge = root / "val" / "cnn" / "judge" / "000002.npy"
+    _write_npy_header(judge, (2 ** 27,))          # declares 1 GiB, holds 8 bytes
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"000002.npy declares a float64 array of shape "
+                                            r"\(134217728,\)"):
+            data.read_2afc(root, ["val/cnn"], num_threads=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2 ** 20, peak
+    _write_npy_header(judge, (2 ** 40, 2 ** 20))
+    with pytest.raises(DataError, match="declares"):
+        data.read_2afc(root, ["val/cnn"])
+
+
+def test_pickled_oversized_and_non_numeric_judges(bapps, tmp_path):
+    root = _copy(bapps, tmp_path)
+    judge = root / "val" / "cnn" / "judge" / "000000.npy"
+    np.save(judge, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match="declares a object array"):
+        data.read_2afc(root, ["val/cnn"])
+    np.save(judge, np.full(20000, 0.5))
+    with pytest.raises(DataError, match="is over 65536 bytes"):
+        data.read_2afc(root, ["val/cnn"])
+    np.save(judge, np.array([0.5 + 0.5j]))
+    with pytest.raises(DataError, match="complex128"):
+        data.read_2afc(root, ["val/cnn"])
+    _write_npy_header(judge, (1,), payload=b"\0")   # truncated data
+    with pytest.raises(DataError, match="truncated"):
+        data.read_2afc(root, ["val/cnn"])
+
+
+def test_huge_and_bomb_images_in_a_set(bapps, tmp_path):
+    root = _copy(bapps, tmp_path)
+    big = root / "val" / "cnn" / "p1" / "000001.png"
+    png_declaring(big, 9000, 9000)
+    src = data.read_2afc(root, ["val/cnn"])
+    with pytest.raises(InputError, match=rf"{big} is 9000x9000 = 81,000,000 pixels, over"):
+        src[1]
+    bomb = root / "val" / "cnn" / "ref" / "000000.png"
+    png_declaring(bomb, 14000, 14000)
+    with pytest.raises(InputError, match="decompression-bomb"):
+        data.read_2afc(root, ["val/cnn"])
+
+
+def test_16bit_images_in_a_set_read_as_their_8bit_values(bapps, tmp_path):
+    root = _copy(bapps, tmp_path)
+    path = root / "val" / "cnn" / "p0" / "000001.png"
+    grey = np.asarray(Image.open(path).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(path)
+    assert Image.open(path).mode == "I;16"
+    np.testing.assert_array_equal(data.read_2afc(root, ["val/cnn"])[1]["p0"],
+                                  np.repeat(grey[..., None], 3, -1))
+
+
+def test_skip_errors_leaves_out_bad_records_and_lists_them(bapps, tmp_path):
+    root = _copy(bapps, tmp_path)
+    base = root / "val" / "traditional"
+    (base / "p1" / "000001.png").write_bytes(b"broken")
+    np.save(base / "judge" / "000002.npy", np.array([7.0], np.float32))
+    fifo = base / "ref" / "000003.png"
+    os.remove(fifo)
+    make_fifo(fifo)
+    with no_hang([fifo]):
+        src = data.read_2afc(root, ["val/traditional", "val/cnn"], skip_errors=True)
+    assert [p for p, _ in src.skipped] == [str(base / "p1" / "000001.png"),      # record order
+                                           str(base / "judge" / "000002.npy"), str(fifo)]
+    reasons = dict(src.skipped)
+    assert "expected a value in [0, 1]" in reasons[str(base / "judge" / "000002.npy")]
+    assert "FIFO" in reasons[str(fifo)]
+    assert [(s.name, s.start, s.stop) for s in src.sets] == [("val/traditional", 0, 1),
+                                                             ("val/cnn", 1, 4)]
+    full = data.read_2afc(bapps / "2afc", ["val/traditional", "val/cnn"])
+    for got, want in ((0, 0), (1, 4), (3, 6)):
+        for key in ("ref", "p0", "p1"):
+            np.testing.assert_array_equal(src[got][key], full[want][key])
+        assert src[got]["judge"] == full[want]["judge"] and src[got]["path"] == full[want]["path"]
+    # Without the option the first problem is an error, as before.
+    with no_hang([fifo]):
+        with pytest.raises(DataError, match="000002.npy holds 7.0"):
+            data.read_2afc(root, ["val/traditional"])
+    # A set with no readable record at all is an error even when skipping.
+    with pytest.raises(DataError, match="could be read"):
+        data.read_2afc(root, ["val/cnn"], skip_errors=True, max_pixels=100)
+
+
+def test_error_classes_are_library_errors_with_builtin_bases(bapps, tmp_path):
+    with pytest.raises(PathNotFoundError):
+        data.read_2afc(bapps / "2afc", ["val/color"])
+    root = _copy(bapps, tmp_path)
+    os.remove(root / "val" / "cnn" / "p1" / "000002.png")
+    with pytest.raises(DataError, match="count mismatch"):
+        data.read_2afc(root, ["val/cnn"])
+    with pytest.raises(InputError, match="load_size must be a positive int"):
+        data.read_2afc(bapps / "2afc", ["val/cnn"], load_size=0)

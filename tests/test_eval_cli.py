@@ -105,3 +105,124 @@ def test_corrupt_image_mid_run_keeps_the_old_json(root, tmp_path, capsys):
     assert str(bad) in capsys.readouterr().err
     assert json.loads(out.read_text()) == {"old": True}
     assert sorted(os.listdir(tmp_path)) == ["2afc", "keep.json"]  # no temp files left
+
+
+# -------------------------------------------------------------------------------------------
+# Outputs: never a dataset file, checked before the run, written all-or-nothing.
+
+import hashlib  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from file_faults import make_fifo, no_hang  # noqa: E402
+
+
+def _tree_digest(root) -> dict:
+    out = {}
+    for d, _, names in os.walk(root):
+        for n in names:
+            p = os.path.join(d, n)
+            out[p] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+@pytest.fixture
+def no_read(monkeypatch):
+    """Fails the test if the dataset is read or a distance built before the output check."""
+    from shiftlpips_jax.data import _folder
+    from shiftlpips_jax.evaluation import _distances
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started before the outputs were checked")
+    monkeypatch.setattr(_folder, "read_2afc", refuse)
+    monkeypatch.setattr(_distances, "get_distance", refuse)
+
+
+def test_json_onto_a_judge_file_is_refused(root, tmp_path, capsys):
+    work = tmp_path / "2afc"
+    shutil.copytree(root / "2afc", work)
+    judge = work / "val" / "cnn" / "judge" / "000001.npy"
+    before = _tree_digest(work)
+    for flag in ("--json", "--per-sample"):
+        rc = cli.main(["eval", str(work), "--datasets", *SETS, "--net", "l2", flag, str(judge),
+                       "--no-progress"])
+        assert rc == 2
+        assert f"{flag} {judge} is the input file" in capsys.readouterr().err
+    assert _tree_digest(work) == before
+
+
+def test_json_and_csv_on_one_path_or_unwritable_are_refused_before_reading(root, tmp_path,
+                                                                           capsys, no_read):
+    same = tmp_path / "same.out"
+    rc = cli.main(["eval", str(root / "2afc"), "--net", "l2", "--json", str(same),
+                   "--per-sample", str(same)])
+    assert rc == 2 and "--json and --per-sample would both be written" in capsys.readouterr().err
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    rc = cli.main(["eval", str(root / "2afc"), "--net", "l2", "--json", str(plain / "o.json")])
+    assert rc == 2 and "plain is not a directory" in capsys.readouterr().err
+    rc = cli.main(["eval", str(root / "2afc"), "--net", "l2", "--batch-size", "0"])
+    assert rc == 2 and "--batch-size must be >= 1" in capsys.readouterr().err
+    rc = cli.main(["eval", str(root / "2afc"), "--net", "squeeze"])
+    assert rc == 2 and "unknown net 'squeeze'" in capsys.readouterr().err
+
+
+def test_a_write_failing_at_the_end_is_one_line_and_keeps_the_old_files(root, tmp_path):
+    """A real failing write: the process may not grow any file past 300 bytes (RLIMIT_FSIZE;
+    Python ignores SIGXFSZ, so write() fails with EFBIG like on a full disk)."""
+    out = tmp_path / "scores.json"
+    out.write_text('{"old": true}\n')
+    csv_out = tmp_path / "rows.csv"
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))\n"
+            "from shiftlpips_jax import cli\n"
+            f"sys.exit(cli.main(['eval', {str(root / '2afc')!r}, '--datasets', 'val/traditional',"
+            f" 'val/cnn', '--net', 'l2', '--json', {str(out)!r}, '--per-sample', "
+            f"{str(csv_out)!r}, '--no-progress', '--workers', '0']))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert res.returncode == 2, res.stderr
+    assert "triplets/s" in res.stdout                         # the run itself completed
+    err = res.stderr.strip().splitlines()
+    assert "Traceback" not in res.stderr
+    assert err[-1].startswith(f"shiftlpips eval: error: cannot write {out}: File too large")
+    assert out.read_text() == '{"old": true}\n'             # the old result is intact
+    assert sorted(os.listdir(tmp_path)) == ["scores.json"]  # no CSV, no temporary files
+
+
+def test_fifo_judge_in_eval_is_a_clear_error(root, tmp_path, capsys):
+    work = tmp_path / "2afc"
+    shutil.copytree(root / "2afc", work)
+    judge = work / "val" / "cnn" / "judge" / "000000.npy"
+    os.remove(judge)
+    make_fifo(judge)
+    with no_hang([judge]):
+        rc = cli.main(["eval", str(work), "--datasets", *SETS, "--net", "l2", "--no-progress"])
+    assert rc == 2 and "is a FIFO" in capsys.readouterr().err
+
+
+def test_skip_errors_scores_the_rest_and_records_what_was_skipped(root, tmp_path, capsys):
+    work = tmp_path / "2afc"
+    shutil.copytree(root / "2afc", work)
+    (work / "val" / "cnn" / "p0" / "000001.png").write_bytes(b"broken")
+    np.save(work / "val" / "traditional" / "judge" / "000000.npy", np.array([2.0], np.float32))
+    out = tmp_path / "skip.json"
+    rc = cli.main(["eval", str(work), "--datasets", *SETS, "--net", "l2", "--json", str(out),
+                   "--no-progress"])
+    assert rc == 2 and "000000.npy holds 2.0" in capsys.readouterr().err
+    assert not out.exists()
+    rc = cli.main(["eval", str(work), "--datasets", *SETS, "--net", "l2", "--json", str(out),
+                   "--no-progress", "--skip-errors"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "skipped 2 triplets (--skip-errors); 3 remain" in err
+    got = json.loads(out.read_text())
+    assert got["triplets"] == {"val/traditional": 2, "val/cnn": 1}
+    assert [s["path"] for s in got.pop("skipped")] == ["val/traditional/judge/000000.npy",
+                                                        "val/cnn/p0/000001.png"]
+    api = ev.evaluate_2afc(data.read_2afc(work, SETS, skip_errors=True), ev.get_distance("l2"),
+                           progress=False).to_json()
+    assert _close(got, api)

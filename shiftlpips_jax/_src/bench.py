@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .errors import InputError
+
 __all__ = ["Workload", "parse_workloads", "jax_case", "torch_case", "matmul_case",
            "time_interleaved", "run_bench", "format_table", "add_parser"]
 
@@ -73,12 +75,12 @@ def parse_workloads(text: str) -> list[tuple[int, int]]:
         try:
             size, batch = (int(v) for v in item.lower().split("x"))
         except ValueError:
-            raise ValueError(f"bad workload {item!r}: expected SIDExBATCH, e.g. 64x50") from None
+            raise InputError(f"bad workload {item!r}: expected SIDExBATCH, e.g. 64x50") from None
         if size < 1 or batch < 1:
-            raise ValueError(f"bad workload {item!r}: side and batch must be positive")
+            raise InputError(f"bad workload {item!r}: side and batch must be positive")
         out.append((size, batch))
     if not out:
-        raise ValueError("no workloads given")
+        raise InputError("no workloads given")
     return out
 
 
@@ -133,7 +135,7 @@ def jax_case(module, variables, precision: str, w: Workload, *, seed: int = 0) -
         def fn(v, a, b):
             return jax.grad(lambda a_: forward(v, a_, b).sum())(a)
     else:
-        raise ValueError(f"unknown mode {w.mode!r}; expected one of {MODES}")
+        raise InputError(f"unknown mode {w.mode!r}; expected one of {MODES}")
     compiled = jax.jit(fn).lower(variables, x, y).compile()
 
     def run():
@@ -344,7 +346,7 @@ def _models(text: str, variant: str) -> list[tuple[str, str]]:
         for v in variants:
             if (net, v) not in PRETRAINED:
                 known = sorted(PRETRAINED)
-                raise ValueError(f"no pretrained model {net}/{v}; pretrained models: {known}")
+                raise InputError(f"no pretrained model {net}/{v}; pretrained models: {known}")
             out.append((net, v))
     return out
 

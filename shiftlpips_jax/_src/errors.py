@@ -21,6 +21,7 @@ import pickle
 __all__ = [
     "ShiftLPIPSError",
     "InputError",
+    "PathNotFoundError",
     "CheckpointFormatError",
     "UnsafeCheckpointError",
     "StateDictError",
@@ -38,6 +39,10 @@ class ShiftLPIPSError(Exception):
 
 class InputError(ShiftLPIPSError, ValueError):
     """An argument, image, file or path given by the user is not of the expected form."""
+
+
+class PathNotFoundError(InputError, FileNotFoundError):
+    """A file or folder named by the user does not exist (also a ``FileNotFoundError``)."""
 
 
 class CheckpointFormatError(ShiftLPIPSError, ValueError):

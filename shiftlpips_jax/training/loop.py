@@ -261,6 +261,7 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
     ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints,
                                       async_save=config.async_checkpoints)
     meta_now = _meta(config, num_train)
+    resumed_from = None
     if ckpt.latest_step() is not None:
         state, saved_key, meta = ckpt.restore(state, data_it)
         for k in ("global_batch", "num_train", "net", "variant", "train_trunk"):
@@ -269,7 +270,10 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
                     f"{ckpt.directory} holds a run with {k}={meta.get(k)!r}; this config has "
                     f"{meta_now[k]!r}. Use a new --workdir (or the original settings).")
         key = step_lib.replicate(mesh, saved_key)
-        _log(primary, f"resumed from step {int(meta['step'])} in {ckpt.directory}")
+        resumed_from = int(meta["step"])
+        _log(primary, f"resumed from step {resumed_from} in {ckpt.directory} "
+                      + ("(digests verified)" if meta["verified"] else
+                         "(not verified: written without digests)"))
     else:
         key = step_lib.replicate(mesh, key)
         _log(primary, f"starting {'from ' + config.init_from if config.init_from else 'from scratch'}"
@@ -292,13 +296,23 @@ def train_and_evaluate(config, workdir: str, *, train_source=None,
     def check_finite():
         bad = int(jax.device_get(state.bad_step))
         if bad >= 0:
-            good = ckpt.latest_step()
-            kept = (f"the last good checkpoint is step {good} in {ckpt.directory}"
-                    if good is not None else "no checkpoint was written before it")
+            # Only a checkpoint this run wrote (after the same check) or restored and verified
+            # is called good; the pending one, if any, is waited for first.
+            good = ckpt.good_step()
+            if good is not None:
+                kept = f"the last good checkpoint is step {good} in {ckpt.directory}"
+            elif ckpt.latest_step() is not None:
+                kept = (f"the latest checkpoint, step {ckpt.latest_step()} in {ckpt.directory}, "
+                        "is not verified (written without digests)")
+            else:
+                kept = "no checkpoint was written before it"
+            start = (f"this run resumed from step {resumed_from}" if resumed_from is not None
+                     else "this run started fresh")
             raise NonFiniteLossError(
                 f"loss or gradient became non-finite (NaN/inf) at step {bad + 1}; stopped "
-                f"(that update was not applied), {kept}. Lower the learning rate "
-                f"(lr={config.lr}) or check the data around that step.")
+                f"(that update was not applied), {kept}. Possible causes: a learning rate too "
+                f"high for this model (lr={config.lr}), bad data around that step, or a bad "
+                f"initial state ({start}).")
 
     def run_validation():
         nonlocal val_scores
