@@ -1,13 +1,15 @@
 # Quickstart targets. Each creates ./.venv on first use (Python >= 3.10), then runs.
-#   make example   compare the bundled example images with ST-LPIPS and LPIPS (alex, vgg)
-#   make test      run the test-suite
+#   make example     compare the bundled example images with ST-LPIPS and LPIPS (alex, vgg)
+#   make test        run the whole test-suite (what CI runs)
+#   make test-fast   the quick tier: parity on the bundled example, the API, one gradient per
+#                    model, CLI smoke (tests marked `fast`)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LPIPS_WHEEL := .cache/wheels/lpips-0.1.4-py3-none-any.whl
 
-.PHONY: example test install
+.PHONY: example test test-fast install
 
 install: $(STAMP)
 
@@ -27,3 +29,6 @@ example: $(STAMP)
 
 test: $(STAMP) $(LPIPS_WHEEL)
 	SHIFTLPIPS_TEST_LPIPS_WHEEL=$(LPIPS_WHEEL) $(BIN)/python -m pytest -q -n 2
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m fast

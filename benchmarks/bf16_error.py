@@ -7,7 +7,7 @@ tests (1e-5 + 1e-4 |d|) still holds, and whether the 2AFC choice d(ref, p0) < d(
 for triplets. Also the float32 distances against the PyTorch goldens, for scale. Heads and
 normalisation stay float32; only the trunk runs in bf16.
 
-    /work/venvs/jax/bin/python benchmarks/bf16_error.py
+    python benchmarks/bf16_error.py
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import shiftlpips_jax as sl
+from harness import to_unit_range
 
 GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "goldens",
                        "pretrained.npz")
@@ -28,7 +29,7 @@ KEYS = {("alex", "shift_tolerant"): "st_alex", ("vgg", "shift_tolerant"): "st_vg
 
 
 def unit(a):
-    return a.astype(np.float32) / 127.5 - 1.0
+    return to_unit_range(a)  # the package's uint8 -> [-1, 1] converter
 
 
 def pair_sets(g):

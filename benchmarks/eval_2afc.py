@@ -4,14 +4,14 @@ Upstream (``test_shiftedDataset_model.py`` / ``stlpips/trainer.py:score_2afc_dat
 ``d0 = model(ref, p0)`` and ``d1 = model(ref, p1)`` per batch of 50 64x64 triplets (the reference
 goes through the trunk twice, and autograd records the graph since the loop has no ``no_grad``),
 and for the crop-shift test reruns the whole loop for each shift n. Ours is the project's
-evaluation step (``shiftlpips_jax.evaluation._runner.make_2afc_step``): uint8 batches in, the
+evaluation step (``shiftlpips_jax._src.evaluation.runner.make_2afc_step``): uint8 batches in, the
 reference's features computed once (and once for its crop, shared by every shift), one jitted
 program per batch. Data decoding is excluded on both sides (batches are prepared in memory; see
 benchmarks/eval_throughput.py for decoding): this times the metric loop itself, including
 host->device copies and fetching the distances to NumPy.
 
-    /work/venvs/bench/bin/python benchmarks/eval_2afc.py                  # alex, 10 batches
-    /work/venvs/bench/bin/python benchmarks/eval_2afc.py --shifts 1,2,3   # + crop-shift test
+    python benchmarks/eval_2afc.py                  # alex, 10 batches
+    python benchmarks/eval_2afc.py --shifts 1,2,3   # + crop-shift test
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ def make_batches(n_batches: int, batch: int, size: int, seed: int = 0):
 def ours(net: str, variant: str, batches, shifts: tuple[int, ...]):
     import jax
     from shiftlpips_jax import evaluation as ev
-    from shiftlpips_jax.evaluation import _runner
+    from shiftlpips_jax._src.evaluation import runner as _runner
 
     dist = ev.get_distance(net, variant)
-    step = _runner.make_2afc_step(dist, shifts)
+    step = _runner.make_2afc_step(dist, shifts=shifts)
 
     def run():
         d0s, d1s = [], []

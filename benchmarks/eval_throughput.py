@@ -1,7 +1,7 @@
 """Evaluation throughput: triplets/s of ``evaluate_2afc`` on a generated BAPPS-shaped folder.
 
 Writes ``--triplets`` 64x64 triplets (real photos, real distortions; tests/bapps_fixture.py) to a
-temporary folder, measures image decoding alone (the runner's thread or process pool), then the full
+temporary folder, measures image decoding alone (the runner's loader: threads or processes), then the full
 evaluation (2AFC + crop-shift rank flips at 1, 2, 3 px, compile excluded) for each ``--nets``
 entry, and projects the time for the full BAPPS 2AFC val split (36,344 triplets).
 
@@ -25,28 +25,28 @@ from bapps_fixture import make_2afc  # noqa: E402
 
 from shiftlpips_jax import data  # noqa: E402
 from shiftlpips_jax import evaluation as ev  # noqa: E402
+from shiftlpips_jax._src.evaluation import runner  # noqa: E402
 
 BAPPS_VAL_TRIPLETS = 36_344
 
 
 def decode_rate(source, num_threads: int, workers: int, batch_size: int) -> float:
-    """Triplets/s of decoding alone, on the runner's prefetcher (threads or processes).
+    """Triplets/s of decoding alone, through the runner's input path (``data.make_loader``:
+    ordered, padded last batch, grain reader threads or worker processes).
 
     With processes the clock starts once ``workers`` batches are in, so that process start-up
-    (importing JAX in each) is not counted; with threads it starts before the pool does.
+    (importing JAX in each) is not counted; with threads it starts before the first batch.
     """
-    chunks = [list(range(i, min(i + batch_size, len(source))))
-              for i in range(0, len(source), batch_size)]
-    timer = ev._runner._Timer()  # pylint: disable=protected-access
     start = time.perf_counter()
-    prefetch = ev._runner._Prefetcher(source, chunks, num_threads=num_threads,  # pylint: disable=protected-access
-                                      workers=workers, timer=timer)
+    it = data.make_loader(source, batch_size=batch_size, shuffle=False, pad_remainder=True,
+                          shard_index=0, shard_count=1, worker_count=workers,
+                          read_threads=num_threads)
     count = 0
-    for k, (chunk, _) in enumerate(prefetch):
+    for k, batch in enumerate(it):
         if k + 1 == workers:
             start = time.perf_counter()
         elif k + 1 > workers:
-            count += len(chunk)
+            count += int(batch["mask"].sum())
     return count / (time.perf_counter() - start) if count else float("nan")
 
 
@@ -75,8 +75,8 @@ def main(argv=None) -> int:
             make_2afc(root, {"val/traditional": args.triplets}, size=64, seed=0)
             print(f"generated {args.triplets} triplets in {time.perf_counter() - t:.1f} s")
         source = data.read_2afc(root, None if args.root else ["val/traditional"])
-        threads = args.threads or ev._runner.default_threads()  # pylint: disable=protected-access
-        workers = ev._runner._auto_workers(args.workers, len(source))  # pylint: disable=protected-access
+        threads = args.threads or runner.default_threads()
+        workers = runner.auto_workers(args.workers, total=len(source))
         rate = decode_rate(source, threads, workers, args.batch_size)
         print("decode only (" + (f"{workers} processes" if workers else f"{threads} threads")
               + f"): {rate:.0f} triplets/s")

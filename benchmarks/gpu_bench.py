@@ -20,7 +20,7 @@ instead of the rewrites. The projection runs our real train step
 scales to 10 epochs of BAPPS 2AFC train (151,400 triplets).
 
     # once, where stlpips-pytorch is installed (copies ~130 kB of .py files, no weights):
-    /work/venvs/bench/bin/python benchmarks/gpu_bench.py --vendor-stlpips benchmarks/_stlpips_src
+    python benchmarks/gpu_bench.py --vendor-stlpips benchmarks/_stlpips_src
     # on the GPU host, from the repository root:
     python3 benchmarks/gpu_bench.py --stlpips-src benchmarks/_stlpips_src --json gpu_bench.json
 """
@@ -37,18 +37,16 @@ import statistics
 import sys
 import time
 import traceback
-import types
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave room for PyTorch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
-from shiftlpips_jax._src import bench  # noqa: E402
+import harness as bench  # noqa: E402
+from harness import load_reference, matmul_gflops, pick_inner, repeat_case  # noqa: E402
 
 MODELS = (("alex", "shift_tolerant"), ("vgg", "shift_tolerant"), ("alex", "lpips"),
           ("vgg", "lpips"))
@@ -70,71 +68,8 @@ def vendor_stlpips(dest: str) -> None:
     print(f"copied {src} -> {out} ({size / 1024:.0f} kB)")
 
 
-def load_reference(src: str | None):
-    """(torch, stlpips module, device) or (None, None, reason)."""
-    if not src:
-        return None, None, "no --stlpips-src"
-    try:
-        import torch
-    except ImportError as err:
-        return None, None, f"torch not importable ({err})"
-    for name, attr in (("IPython", "embed"), ("torchsummary", "summary")):
-        try:
-            __import__(name)
-        except ImportError:
-            stub = types.ModuleType(name)
-            setattr(stub, attr, lambda *a, **k: None)
-            sys.modules[name] = stub
-    sys.path.insert(0, os.path.abspath(src))
-    try:
-        from stlpips_pytorch import stlpips
-    except Exception as err:  # noqa: BLE001
-        return None, None, f"stlpips import failed ({type(err).__name__}: {err})"
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    # True float32 convolutions and matmuls on the PyTorch side too (cuDNN defaults to TF32).
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.benchmark = True
-    return torch, stlpips, device
-
-
-def repeat_case(case: bench.Case, inner: int, sync) -> bench.Case:
-    """``inner`` back-to-back calls, one sync at the end (GPU calls are asynchronous)."""
-    run = case.run
-
-    def many():
-        out = None
-        for _ in range(inner):
-            out = run(sync=False) if _accepts_sync(run) else run()
-        sync(out)
-        return out
-
-    return bench.Case(many, None if case.flops is None else case.flops * inner)
-
-
-def _accepts_sync(fn) -> bool:
-    return getattr(fn, "accepts_sync", False)
-
-
 def jax_case(module, variables, w: bench.Workload, precision: str) -> bench.Case:
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.uniform(-1, 1, (w.batch, w.size, w.size, 3)).astype(np.float32))
-    y = jnp.asarray(rng.uniform(-1, 1, (w.batch, w.size, w.size, 3)).astype(np.float32))
-
-    def forward(v, a, b):
-        with jax.default_matmul_precision(precision):
-            return module.apply(v, a, b)
-
-    fn = forward if w.mode == "forward" else (
-        lambda v, a, b: jax.grad(lambda a_: forward(v, a_, b).sum())(a))
-    compiled = jax.jit(fn).lower(variables, x, y).compile()
-
-    def run(sync=True):
-        out = compiled(variables, x, y)
-        return jax.block_until_ready(out) if sync else out
-
-    run.accepts_sync = True
-    return bench.Case(run, bench._flops(compiled))
+    return bench.jax_case(module, variables, precision, w)
 
 
 def torch_case(stlpips, device: str, w: bench.Workload) -> bench.Case:
@@ -158,31 +93,6 @@ def reference_layers():
     finally:
         for n, f in zip(names, saved):
             setattr(layers, n, f)
-
-
-def matmul_gflops(n: int, precision: str, dtype, repeats: int = 10) -> float:
-    a = jax.random.normal(jax.random.key(1), (n, n), dtype)
-    b = jax.random.normal(jax.random.key(2), (n, n), dtype)
-    with jax.default_matmul_precision(precision):
-        f = jax.jit(jnp.matmul).lower(a, b).compile()
-    jax.block_until_ready(f(a, b))
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = None
-        for _ in range(10):
-            out = f(a, b)
-        jax.block_until_ready(out)
-        ts.append((time.perf_counter() - t0) / 10)
-    return 2 * n ** 3 / statistics.median(ts) / 1e9
-
-
-def pick_inner(case: bench.Case, target_s: float = 0.05, cap: int = 50) -> int:
-    case.run()
-    t0 = time.perf_counter()
-    case.run()
-    dt = max(time.perf_counter() - t0, 1e-6)
-    return int(max(1, min(cap, round(target_s / dt))))
 
 
 def main(argv=None) -> int:

@@ -16,8 +16,8 @@ the trunk (forward and backward) on ``x`` only::
 gradient step and the loss value alone, cached vs recomputed, and the upstream PyTorch loss
 (``model(x, t).mean().backward()``, which recomputes), in alternating runs.
 
-    /work/venvs/bench/bin/python benchmarks/loss_cache.py
-    /work/venvs/bench/bin/python benchmarks/loss_cache.py --workloads 256x4 --no-torch
+    python benchmarks/loss_cache.py
+    python benchmarks/loss_cache.py --workloads 256x4 --no-torch
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import bench
+import harness as bench
 
 
 def cases(metric, size: int, batch: int, with_torch: bool):

@@ -5,8 +5,8 @@ count) that loads the metric, compiles ``jax.grad(lambda x: module.apply(params,
 for one (1, 1024, 1024, 3) pair, runs it twice and reports ``ru_maxrss`` (the process's peak
 resident set, which includes the Python runtime, JAX/XLA and the weights). Goal: <= 4 GB.
 
-    /work/venvs/jax/bin/python benchmarks/memory_1024.py                      # ST-LPIPS alex
-    /work/venvs/jax/bin/python benchmarks/memory_1024.py --models alex:shift_tolerant,vgg:shift_tolerant
+    python benchmarks/memory_1024.py                      # ST-LPIPS alex
+    python benchmarks/memory_1024.py --models alex:shift_tolerant,vgg:shift_tolerant
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ consecutive programs is that stage's share. FLOPs come from XLA's cost analysis 
 so each stage's GFLOP/s can be set against a float32 matmul timed in the same rounds. Random
 weights of the pretrained architecture (speed does not depend on the values).
 
-    /work/venvs/jax/bin/python benchmarks/profile_stages.py                 # 64x64, batch 50
-    /work/venvs/jax/bin/python benchmarks/profile_stages.py --size 256 --batch 4
+    python benchmarks/profile_stages.py                 # 64x64, batch 50
+    python benchmarks/profile_stages.py --size 256 --batch 4
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from shiftlpips_jax._src import bench, lpips  # noqa: E402
+import harness as bench  # noqa: E402
+from shiftlpips_jax._src import lpips  # noqa: E402
 
 
 def main(argv=None) -> int:

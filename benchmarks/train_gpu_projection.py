@@ -29,9 +29,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import shiftlpips_jax as sl  # noqa: E402
-from shiftlpips_jax.training import init as init_lib  # noqa: E402
-from shiftlpips_jax.training import objective, optim  # noqa: E402
-from shiftlpips_jax.training import state as state_lib  # noqa: E402
+from shiftlpips_jax._src.training import init as init_lib  # noqa: E402
+from shiftlpips_jax._src.training import objective, optim  # noqa: E402
+from shiftlpips_jax._src.training import state as state_lib  # noqa: E402
 from shiftlpips_jax.training import step as step_lib  # noqa: E402
 
 BAPPS_TRAIN = 151_400

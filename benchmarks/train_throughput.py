@@ -22,8 +22,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TORCH_PYTHON = "/work/venvs/torch/bin/python"
-UPSTREAM_REPO = "/work/.mirror/abhijay9+ShiftTolerant-LPIPS/repo"
+# An interpreter with torch + stlpips-pytorch, and upstream's git repository (for trainer.py).
+TORCH_PYTHON = os.environ.get("TORCH_PYTHON", "python3")
+UPSTREAM_REPO = os.environ.get("STLPIPS_REPO", "")
 
 
 def torch_worker(args) -> None:
@@ -63,8 +64,9 @@ class JaxBench:
         import numpy as np
 
         import shiftlpips_jax as sl
-        from shiftlpips_jax.training import init as init_lib, objective, optim
-        from shiftlpips_jax.training import state as state_lib, step as step_lib
+        from shiftlpips_jax._src.training import init as init_lib, objective, optim
+        from shiftlpips_jax._src.training import state as state_lib
+        from shiftlpips_jax.training import step as step_lib
 
         self.jax, self.step_lib = jax, step_lib
         model = sl.LPIPS(net=sl.make_backbone(net, variant))

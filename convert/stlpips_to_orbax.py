@@ -11,7 +11,7 @@ backbone named by --net/--variant/--knob (strict: missing, extra or mis-shaped n
 import argparse
 import sys
 
-from shiftlpips_jax._src.exporting import export_stlpips
+from shiftlpips_jax._src.weights.exporting import export_stlpips
 
 
 def parse_knob(text: str):

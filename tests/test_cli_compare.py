@@ -4,6 +4,8 @@ import csv
 import io
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from PIL import Image
 
 from shiftlpips_jax import cli
 from shiftlpips_jax._src.images import example_path
+from conftest import REPO
 
 
 def _run(capsys, *argv):
@@ -19,6 +22,7 @@ def _run(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.fast
 def test_compare_two_files(capsys, alex, example):
     code, out, _ = _run(capsys, "compare", example_path("ex_ref"), example_path("ex_p0"))
     assert code == 0
@@ -98,6 +102,7 @@ def test_bad_files_and_mixed_arguments(capsys, tmp_path):
     assert code == 2 and "unknown variant 'antialiased'" in err
 
 
+@pytest.mark.fast
 def test_example_prints_all_models(capsys):
     code, out, _ = _run(capsys, "example")
     assert code == 0
@@ -108,3 +113,22 @@ def test_example_prints_all_models(capsys):
         line = next(row for row in out.splitlines() if row.startswith(label))
         got = [float(v) for v in line[len(label):].split()]
         np.testing.assert_allclose(got, [d0, d1], atol=1e-6, err_msg=line)
+
+
+@pytest.mark.fast
+def test_module_entry_point_and_every_subcommand_help(capsys):
+    res = subprocess.run([sys.executable, "-m", "shiftlpips_jax.cli", "--help"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0 and res.stdout.startswith("usage: shiftlpips"), res.stderr[-2000:]
+    for command in ("compare", "pairs", "example", "eval", "shift-study", "bench"):
+        assert command in res.stdout
+        with pytest.raises(SystemExit) as exit_:
+            cli.main([command, "--help"])
+        assert exit_.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: shiftlpips {command}")
+    # The documented bench flags are all there.
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--against-pytorch", "--bf16", "--json", "--models", "--workloads"):
+        assert flag in text, flag

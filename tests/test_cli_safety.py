@@ -16,10 +16,10 @@ from PIL import Image
 
 from file_faults import make_fifo, no_hang, photo, png_declaring, save
 from shiftlpips_jax import cli
-from shiftlpips_jax._src import compare_cli, images, outputs
+from shiftlpips_jax._src import compare as compare_cli, images, outputs
 from shiftlpips_jax._src.errors import InputError
 from shiftlpips_jax._src.images import example_path
-from shiftlpips_jax.evaluation import shift_study
+from shiftlpips_jax._src.evaluation import shift_study
 
 
 def _run(capsys, *argv):

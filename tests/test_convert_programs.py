@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import registry
+from shiftlpips_jax._src.weights import registry
 from conftest import REPO
 
 
@@ -65,8 +65,8 @@ def test_lpips_to_orbax(tmp_path, lpips_wheel_dir, example):
 
 
 def test_load_checkpoint_errors(tmp_path):
-    with pytest.raises(sl.MetricCheckpointError, match="not found"):
+    with pytest.raises(sl.errors.MetricCheckpointError, match="not found"):
         sl.load(checkpoint=str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(sl.MetricCheckpointError, match="shiftlpips.json is missing"):
+    with pytest.raises(sl.errors.MetricCheckpointError, match="shiftlpips.json is missing"):
         sl.load(checkpoint=str(tmp_path / "empty"))

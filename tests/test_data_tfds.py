@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from bapps_fixture import make_2afc, make_jnd
 from shiftlpips_jax import data
+from shiftlpips_jax._src.data import tfds as tfds_lib
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_prepared_dataset_reopens_without_the_manual_dir(manual, built):
 
 
 def test_download_config_manual_dir_works_directly(manual, tmp_path):
-    builder = data.Bapps2afc(data_dir=str(tmp_path), config=data._tfds._config(64, ["val/cnn"]),
+    builder = data.Bapps2afc(data_dir=str(tmp_path), config=tfds_lib._config(64, ["val/cnn"]),
                              file_format="array_record")
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=str(manual / "2afc")))

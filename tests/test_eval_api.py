@@ -19,7 +19,7 @@ def test_every_public_name_resolves(module):
 POSITIONAL = {
     data.read_2afc: ("root", "datasets", "load_size"),
     data.read_jnd: ("root", "datasets", "load_size"),
-    data.make_2afc_loader: ("data_source",),
+    data.make_loader: ("data_source",),
     data.build_2afc_tfds: ("manual_dir", "data_dir", "load_size", "sets"),
     data.build_jnd_tfds: ("manual_dir", "data_dir", "load_size", "sets"),
     ev.evaluate_2afc: ("source", "dist"),
@@ -38,7 +38,7 @@ def test_options_are_keyword_only(fn):
 
 
 def test_loader_signature_is_the_documented_one():
-    params = inspect.signature(data.make_2afc_loader).parameters
+    params = inspect.signature(data.make_loader).parameters
     for name in ("batch_size", "shuffle", "seed", "num_epochs", "shard_index", "shard_count",
                  "drop_remainder", "worker_count"):
         assert params[name].kind == params[name].KEYWORD_ONLY, name

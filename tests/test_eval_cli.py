@@ -132,8 +132,8 @@ def _tree_digest(root) -> dict:
 @pytest.fixture
 def no_read(monkeypatch):
     """Fails the test if the dataset is read or a distance built before the output check."""
-    from shiftlpips_jax.data import _folder
-    from shiftlpips_jax.evaluation import _distances
+    from shiftlpips_jax._src.data import folder as _folder
+    from shiftlpips_jax._src.evaluation import distances as _distances
 
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the outputs were checked")

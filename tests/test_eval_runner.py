@@ -209,8 +209,8 @@ def test_evaluating_many_checkpoints_keeps_only_the_live_distances(root, tmp_pat
     import gc
     import weakref
 
-    from shiftlpips_jax._src.exporting import export_pretrained
-    from shiftlpips_jax.evaluation import _runner
+    from shiftlpips_jax._src.weights.exporting import export_pretrained
+    from shiftlpips_jax._src.evaluation import runner as _runner
 
     ckpt = export_pretrained("alex", "shift_tolerant", str(tmp_path / "alex_st"))
     src = data.read_2afc(root / "2afc", ["val/cnn"])

@@ -17,7 +17,7 @@ import pytest
 
 import hostile_checkpoints as hc
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import torch_pickle
+from shiftlpips_jax._src.weights import torch_pickle
 from conftest import GOLDENS
 
 MIB = 1 << 20
@@ -101,14 +101,14 @@ def _write(tmp_path, name):
 
 
 def _load(c, path):
-    return (sl.load_torch_checkpoint if c.loader == "torch" else sl.load_array_pickle)(path)
+    return (sl.weights.load_torch_checkpoint if c.loader == "torch" else sl.weights.load_array_pickle)(path)
 
 
 def test_hostile_loads_cannot_change_later_loads(tmp_path):
     """A file that sets state or items on allow-listed names leaves the next load untouched."""
     tables = ("_COMMON_GLOBALS", "_TORCH_GLOBALS", "_NUMPY_GLOBALS", "_STORAGE_DTYPES")
     before = {t: dict(getattr(torch_pickle, t)) for t in tables}
-    reference = sl.load_torch_checkpoint(os.path.join(GOLDENS, "pth", "conv_state_zip.pth"))
+    reference = sl.weights.load_torch_checkpoint(os.path.join(GOLDENS, "pth", "conv_state_zip.pth"))
     hostile = [n for n, c in hc.CASES.items() if c.category == "mutation"]
     assert len(hostile) >= 8
     _, valid = _write(tmp_path, "valid_zip")
@@ -117,9 +117,9 @@ def test_hostile_loads_cannot_change_later_loads(tmp_path):
         with pytest.raises(getattr(sl, c.error), match="refusing|twice|attributes"):
             _load(c, path)
         # The same process, right after: legitimate files still load, with the same values.
-        np.testing.assert_array_equal(sl.load_torch_checkpoint(valid)["w"],
+        np.testing.assert_array_equal(sl.weights.load_torch_checkpoint(valid)["w"],
                                       np.array([[1, 2], [3, 4]], np.float32))
-        again = sl.load_torch_checkpoint(os.path.join(GOLDENS, "pth", "conv_state_zip.pth"))
+        again = sl.weights.load_torch_checkpoint(os.path.join(GOLDENS, "pth", "conv_state_zip.pth"))
         for key in reference:
             np.testing.assert_array_equal(again[key], reference[key])
     assert {t: dict(getattr(torch_pickle, t)) for t in tables} == before
@@ -128,13 +128,13 @@ def test_hostile_loads_cannot_change_later_loads(tmp_path):
             getattr(torch_pickle, t)["x"] = 1
 
 
-@pytest.mark.parametrize("loader", [sl.load_torch_checkpoint, sl.load_array_pickle])
+@pytest.mark.parametrize("loader", [sl.weights.load_torch_checkpoint, sl.weights.load_array_pickle])
 def test_fifo_and_directory_are_refused_without_blocking(tmp_path, loader):
     fifo = tmp_path / "weights.pth"
     os.mkfifo(fifo)
-    with pytest.raises(sl.CheckpointFormatError, match=r"weights.pth: not a regular file"):
+    with pytest.raises(sl.errors.CheckpointFormatError, match=r"weights.pth: not a regular file"):
         loader(str(fifo))
-    with pytest.raises(sl.CheckpointFormatError, match="not a regular file"):
+    with pytest.raises(sl.errors.CheckpointFormatError, match="not a regular file"):
         loader(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         loader(str(tmp_path / "missing.pth"))

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import backbones, checkpoint, registry
+from shiftlpips_jax._src import backbones
+from shiftlpips_jax._src.weights import checkpoint, registry
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_layout_and_round_trip(saved, example, metrics):
 ], ids=["conv1_stride", "blurpool", "pad_more", "lpips", "variant", "extra"])
 def test_edited_description_is_refused(saved, edit):
     _edit_json(saved, edit)
-    with pytest.raises(sl.MetricCheckpointError, match="shiftlpips.json was changed after it was "
+    with pytest.raises(sl.errors.MetricCheckpointError, match="shiftlpips.json was changed after it was "
                                                       "saved"):
         sl.load(checkpoint=saved)
 
@@ -91,14 +92,14 @@ def test_edited_description_is_refused(saved, edit):
 ])
 def test_missing_or_mistyped_keys_are_named(saved, edit, message):
     _edit_json(saved, edit)
-    with pytest.raises(sl.MetricCheckpointError, match=message):
+    with pytest.raises(sl.errors.MetricCheckpointError, match=message):
         sl.load(checkpoint=saved)
 
 
 def test_not_a_json_object(saved):
     with open(os.path.join(saved, "shiftlpips.json"), "w") as fh:
         json.dump([1, 2], fh)
-    with pytest.raises(sl.MetricCheckpointError, match="expected a JSON object, found list"):
+    with pytest.raises(sl.errors.MetricCheckpointError, match="expected a JSON object, found list"):
         sl.load(checkpoint=saved)
 
 
@@ -110,7 +111,7 @@ def test_edited_parameters_are_refused(saved, example):
     blob = bytearray(open(data, "rb").read())
     blob[len(blob) // 2] ^= 0x01
     open(data, "wb").write(bytes(blob))
-    with pytest.raises(sl.MetricCheckpointError,
+    with pytest.raises(sl.errors.MetricCheckpointError,
                        match="parameters differ from those saved|cannot restore"):
         sl.load(checkpoint=saved)
 
@@ -156,13 +157,13 @@ def test_parameters_must_fit_the_described_model(tmp_path, alex_st):
     vgg = backbones.describe(sl.make_backbone("vgg", "shift_tolerant"))
     d = _write_v1(str(tmp_path / "cls"), model, variables, backbone=vgg)
     with pytest.warns(UserWarning), pytest.raises(
-            sl.MetricCheckpointError, match="do not fit the described model.*params/net/conv"):
+            sl.errors.MetricCheckpointError, match="do not fit the described model.*params/net/conv"):
         sl.load(checkpoint=d)
     wide = jax.tree.map(lambda a: a, variables)
     wide["params"]["lin0"]["kernel"] = np.zeros((1, 1, 64, 2), np.float32)
     d = _write_v1(str(tmp_path / "shape"), model, wide)
     with pytest.warns(UserWarning), pytest.raises(
-            sl.MetricCheckpointError, match=r"stored parameter 'params/lin0/kernel' has shape "
+            sl.errors.MetricCheckpointError, match=r"stored parameter 'params/lin0/kernel' has shape "
                                             r"\(1, 1, 64, 2\), the described model .* expects "
                                             r"\(1, 1, 64, 1\)"):
         sl.load(checkpoint=d)
@@ -215,13 +216,13 @@ def test_never_replaces_what_is_not_a_metric(tmp_path, alex_st):
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "holiday.jpg").write_bytes(b"jpeg")
-    with pytest.raises(sl.MetricCheckpointError, match="not a metric directory"):
+    with pytest.raises(sl.errors.MetricCheckpointError, match="not a metric directory"):
         checkpoint.save_metric(str(photos), model, variables, net="alex",
                                variant="shift_tolerant", overwrite=True)
     assert os.listdir(photos) == ["holiday.jpg"]
     plain = tmp_path / "file"
     plain.write_text("x")
-    with pytest.raises(sl.MetricCheckpointError, match="not a directory"):
+    with pytest.raises(sl.errors.MetricCheckpointError, match="not a directory"):
         checkpoint.save_metric(str(plain), model, variables, net="alex",
                                variant="shift_tolerant", overwrite=True)
     with pytest.raises(FileExistsError, match="overwrite=True"):

@@ -15,7 +15,7 @@ from skimage import color
 from conftest import GOLDENS, assert_parity
 from shiftlpips_jax import evaluation as ev
 from shiftlpips_jax._src.errors import InputError
-from shiftlpips_jax.evaluation._msssim import gaussian_window, ms_ssim, msssim_min_size
+from shiftlpips_jax._src.evaluation.msssim import gaussian_window, ms_ssim, msssim_min_size
 
 
 @pytest.fixture(scope="module")

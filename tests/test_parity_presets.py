@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import convert, registry
+from shiftlpips_jax._src.weights import convert, registry
 from conftest import GOLDENS, assert_parity
 
 sys.path.insert(0, GOLDENS)

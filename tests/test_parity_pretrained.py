@@ -57,6 +57,17 @@ def measure(g, metric, model):
     return out
 
 
+@pytest.mark.fast
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_bundled_example_matches_reference(pretrained_goldens, metrics, example, model):
+    # The quick tier's parity check: the example triplet is pairs64[0:2] of the goldens.
+    g = pretrained_goldens
+    np.testing.assert_array_equal(g["pairs64"][:2], [[0, 1], [0, 2]])
+    ref, p0, p1 = example
+    d = metrics[MODELS[model]](np.stack([ref, ref]), np.stack([p0, p1]))
+    assert_parity(d, g[f"{model}/d64"][:2], f"{model} example")
+
+
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_pretrained_matches_reference(pretrained_goldens, metrics, model):
     g = pretrained_goldens

@@ -16,7 +16,7 @@ from bapps_fixture import make_2afc, make_jnd
 from shiftlpips_jax import cli
 from shiftlpips_jax._src import plots
 from shiftlpips_jax._src.errors import InputError, ShiftLPIPSError
-from shiftlpips_jax.evaluation import shift_study
+from shiftlpips_jax._src.evaluation import shift_study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAGIC = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-"}

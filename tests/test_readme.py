@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from shiftlpips_jax._src.compare_cli import run_example
+from shiftlpips_jax._src.compare import run_example
 from conftest import REPO
 
 README = open(os.path.join(REPO, "README.md")).read()

@@ -11,7 +11,7 @@ from PIL import Image
 
 import shiftlpips_jax as sl
 from shiftlpips_jax import cli
-from shiftlpips_jax.evaluation import shift_study as ss
+from shiftlpips_jax._src.evaluation import shift_study as ss
 
 # "Yes%" column of the user-study table on the paper's project page, shifts 0-9.
 PAPER_SAME_PERCENT = [93.3, 80.7, 56.0, 34.7, 34.7, 26.7, 23.3, 20.7, 18.0, 10.0]

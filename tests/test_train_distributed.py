@@ -1,4 +1,4 @@
-"""Issue 4 tests (b) and (c): data parallelism on fake CPU devices and across processes.
+"""Data parallelism on fake CPU devices and across processes.
 
 (b) On 4 fake devices the sharded train step (``jax.shard_map`` + ``lax.pmean``) equals the
     single-device step on the same global batch, dropout included (per-example keys), and the
@@ -106,8 +106,8 @@ def test_two_processes_equal_four_devices(tmp_path):
 # Workers.
 
 def _source(n, seed=0):
-    from shiftlpips_jax.training import input_pipeline
-    return input_pipeline.synthetic_2afc(n, size=IMAGE, seed=seed)
+    from shiftlpips_jax import data
+    return data.synthetic_2afc(n, size=IMAGE, seed=seed)
 
 
 def _tiny_config():
@@ -134,7 +134,8 @@ def worker_step(out_path):
     import jax.numpy as jnp
 
     import shiftlpips_jax as sl
-    from shiftlpips_jax.training import init, objective, optim, state as st, step as stp
+    from shiftlpips_jax._src.training import init, objective, optim, state as st
+    from shiftlpips_jax.training import step as stp
 
     model = sl.LPIPS(net=sl.make_backbone("alex", "vanilla"))
     rank = objective.RankNet()
@@ -202,7 +203,7 @@ def worker_loop(workdir, pid=None, nproc=None, port=None):
         jax.distributed.initialize(f"127.0.0.1:{port}", nproc, pid)
     from flax import traverse_util
 
-    from shiftlpips_jax.training import loop
+    from shiftlpips_jax._src.training import loop
 
     config = _tiny_config()
     full = _source(N_TRAIN)

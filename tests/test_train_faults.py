@@ -1,4 +1,4 @@
-"""Issue 4 section 5: faults.
+"""Training faults.
 
 * A NaN/inf loss stops the run with a clear message (exit status 3) and the last good checkpoint
   stays intact and finite; nothing after the bad step is saved.
@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from shiftlpips_jax.errors import NonFiniteLossError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -57,7 +59,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_nonfinite_step_is_not_applied():
     """The step itself refuses a non-finite update: state keeps its values, bad_step is set."""
     import shiftlpips_jax as sl
-    from shiftlpips_jax.training import objective, optim, state as st, step as stp
+    from shiftlpips_jax._src.training import objective, optim, state as st
+    from shiftlpips_jax.training import step as stp
 
     model = sl.LPIPS(net=sl.make_backbone("alex", "vanilla"))
     rank = objective.RankNet()
@@ -83,7 +86,7 @@ def test_nonfinite_step_is_not_applied():
 
 
 def _tiny_state():
-    from shiftlpips_jax.training import state as st
+    from shiftlpips_jax._src.training import state as st
     import optax
     params = {"metric": {"lin0": {"kernel": jnp.arange(4.0).reshape(1, 1, 4, 1)}},
               "rank": {"model_0": {"kernel": jnp.ones((5, 2)), "bias": jnp.zeros(2)}}}
@@ -122,7 +125,7 @@ def _settle(path, timeout=20.0):
 
 
 def test_failed_save_never_corrupts_previous_checkpoint(tmp_path):
-    from shiftlpips_jax.training.checkpointing import CheckpointError, Checkpointer
+    from shiftlpips_jax._src.training.checkpointing import CheckpointError, Checkpointer
 
     state = _tiny_state()
     key = jax.random.key(7)
@@ -164,7 +167,8 @@ def test_failed_save_never_corrupts_previous_checkpoint(tmp_path):
 def test_bad_example_names_its_file(tmp_path):
     from bapps_fixture import make_2afc
 
-    from shiftlpips_jax.training import input_pipeline, loop
+    from shiftlpips_jax._src.training import loop
+    from shiftlpips_jax.errors import DataError
     sys.path.insert(0, REPO)
     from train.configs import tiny
 
@@ -181,7 +185,7 @@ def test_bad_example_names_its_file(tmp_path):
     config.val_every = 0
     config.batch_size = 8
     config.data.shuffle = False
-    with pytest.raises(input_pipeline.DataError) as err:
+    with pytest.raises(DataError) as err:
         loop.train_and_evaluate(config, str(tmp_path / "run"))
     assert bad in str(err.value) and "step 1" in str(err.value)
 
@@ -189,7 +193,7 @@ def test_bad_example_names_its_file(tmp_path):
 def _random_state(seed=0):
     """A small state whose arrays are random (incompressible), so Orbax stores them in data
     files of their own rather than inline in its index."""
-    from shiftlpips_jax.training import state as st
+    from shiftlpips_jax._src.training import state as st
     import optax
     rng = np.random.default_rng(seed)
     params = {"metric": {"lin0": {"kernel": jnp.asarray(rng.standard_normal((400, 50)),
@@ -201,7 +205,7 @@ def _random_state(seed=0):
 
 def _two_checkpoints(workdir):
     """Steps 2 and 4 of the same run; returns (state at 2, state at 4)."""
-    from shiftlpips_jax.training.checkpointing import Checkpointer
+    from shiftlpips_jax._src.training.checkpointing import Checkpointer
 
     s2 = _random_state(0).replace(step=jnp.asarray(2, jnp.int32))
     s4 = _random_state(1).replace(step=jnp.asarray(4, jnp.int32))
@@ -225,7 +229,7 @@ def test_bit_flips_in_checkpoint_data_are_refused_naming_the_good_one(tmp_path):
     resumes from the good one."""
     import shutil
 
-    from shiftlpips_jax.training.checkpointing import CheckpointError, Checkpointer
+    from shiftlpips_jax._src.training.checkpointing import CheckpointError, Checkpointer
 
     pristine = tmp_path / "pristine"
     s2, _ = _two_checkpoints(pristine)
@@ -273,7 +277,7 @@ def test_bit_flips_in_checkpoint_data_are_refused_naming_the_good_one(tmp_path):
     ("meta/metadata", b'"examples_seen": 16', b'"examples_seen": 12', "metadata"),
 ])
 def test_edited_iterator_position_or_metadata_is_refused(tmp_path, item, old, new, what):
-    from shiftlpips_jax.training.checkpointing import CheckpointError, Checkpointer
+    from shiftlpips_jax._src.training.checkpointing import CheckpointError, Checkpointer
 
     _two_checkpoints(tmp_path)
     path = tmp_path / "checkpoints" / "4" / item
@@ -295,7 +299,7 @@ import resource, signal, sys
 import jax
 sys.path.insert(0, sys.argv[2])
 from test_train_faults import _Iter, _random_state
-from shiftlpips_jax.training.checkpointing import CheckpointError, Checkpointer
+from shiftlpips_jax._src.training.checkpointing import CheckpointError, Checkpointer
 
 state = _random_state()
 ckpt = Checkpointer(sys.argv[1], keep=5)
@@ -327,7 +331,7 @@ def test_full_disk_message_names_the_failed_step(tmp_path, reported_by):
     assert "ERROR: saving step 4 failed" in out, (out, r.stderr[-3000:])
     assert "File too large" in out and "previous checkpoint (step 2)" in out, out
     assert "step 6" not in out, out
-    from shiftlpips_jax.training.checkpointing import Checkpointer
+    from shiftlpips_jax._src.training.checkpointing import Checkpointer
     again = Checkpointer(str(tmp_path))
     assert again.all_steps() == [2]
     _, _, meta = again.restore(_random_state(), _Iter())
@@ -357,8 +361,8 @@ def test_corrupt_checkpoint_stops_the_resume_and_the_advice_resumes_identically(
     """A flipped bit in the newest checkpoint of a run: the resume stops naming it and the
     previous good one; after moving it aside as told, the resumed run ends with exactly the
     parameters of the uninterrupted run."""
-    from shiftlpips_jax.training import loop
-    from shiftlpips_jax.training.checkpointing import CheckpointError
+    from shiftlpips_jax._src.training import loop
+    from shiftlpips_jax._src.training.checkpointing import CheckpointError
 
     workdir = tmp_path / "run"
     straight = loop.train_and_evaluate(_small_config(max_steps=4), str(workdir))
@@ -384,8 +388,8 @@ def test_nan_after_an_unverified_resume_does_not_call_it_good(tmp_path):
     good."""
     import shutil
 
-    from shiftlpips_jax.training import loop
-    from shiftlpips_jax.training.checkpointing import Checkpointer
+    from shiftlpips_jax._src.training import loop
+    from shiftlpips_jax._src.training.checkpointing import Checkpointer
 
     workdir = tmp_path / "run"
     first = loop.train_and_evaluate(_small_config(max_steps=2), str(workdir))
@@ -401,7 +405,7 @@ def test_nan_after_an_unverified_resume_does_not_call_it_good(tmp_path):
     ckpt.close()
     shutil.rmtree(workdir / "checkpoints" / "3" / "digest")  # as an earlier version wrote it
     with pytest.warns(UserWarning, match="step 3 .*no recorded digests"):
-        with pytest.raises(loop.NonFiniteLossError) as err:
+        with pytest.raises(NonFiniteLossError) as err:
             loop.train_and_evaluate(_small_config(max_steps=6), str(workdir))
     msg = str(err.value)
     assert "non-finite (NaN/inf) at step 4" in msg, msg

@@ -1,4 +1,4 @@
-"""Issue 4 test (e): the trainer learns a hidden human rule (LPIPS "lin": heads only, pretrained
+"""The trainer learns a hidden human rule (LPIPS "lin": heads only, pretrained
 ImageNet AlexNet trunk from the offline registry), on a BAPPS-layout folder of real photo patches.
 
 Hidden rule: "people tolerate sensor noise better than blur". Held-out triplets pair a blurred and
@@ -57,7 +57,8 @@ def make_hidden_rule_2afc(root, sets, *, seed, anchor_frac=0.5):
 
 
 def test_heads_learn_hidden_rule_from_chance_to_80(tmp_path):
-    from shiftlpips_jax.training import input_pipeline, loop, objective, step as step_lib
+    from shiftlpips_jax._src.training import input_pipeline, loop, objective
+    from shiftlpips_jax.training import step as step_lib
     from train.configs import lpips_lin
 
     root = make_hidden_rule_2afc(tmp_path / "2afc", {"train/traditional": 600,

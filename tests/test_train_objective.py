@@ -1,4 +1,4 @@
-"""Issue 4 test (a): our train step == upstream's real PyTorch ``stlpips.Trainer``.
+"""Our train step == upstream's real PyTorch ``stlpips.Trainer``.
 
 Goldens: ``tests/goldens/train_goldens.npz`` from ``tests/goldens/train_make_goldens.py`` (the real
 Trainer, deterministic random weights, dropout p=0, two Adam steps on 4 real-photo triplets).
@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src.convert import variables_from_stlpips
-from shiftlpips_jax.training import objective, optim, state as state_lib, step as step_lib
+from shiftlpips_jax._src.weights.convert import variables_from_stlpips
+from shiftlpips_jax._src.training import objective, optim, state as state_lib
+from shiftlpips_jax.training import step as step_lib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "goldens"))
 from random_weights import make_state_dict  # noqa: E402

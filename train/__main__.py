@@ -1,7 +1,7 @@
 """``python -m train --config train/configs/<name>.py --workdir DIR [--config.key=value ...]``.
 
 Parses flags, joins the multi-host cluster if asked (or if JAX's cluster detection applies), and
-calls :func:`shiftlpips_jax.training.loop.train_and_evaluate`. Run from the repository root.
+calls :func:`shiftlpips_jax.training.train_and_evaluate`. Run from the repository root.
 Multi-host: start the same command on every host with ``--coordinator_address=HOST:PORT
 --num_processes=N --process_id=I`` (on CPU add ``--cpu_collectives=gloo``); under SLURM / Open MPI
 / TPU pods the values are detected automatically.
@@ -57,17 +57,18 @@ def main(argv) -> int:
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
     init_distributed(_COORD.value, _NPROC.value, _PID.value, _COLLECTIVES.value)
-    from shiftlpips_jax.training import checkpointing, input_pipeline, loop
+    from shiftlpips_jax import training
+    from shiftlpips_jax.errors import CheckpointError, DataError, NonFiniteLossError
 
     try:
-        loop.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except loop.NonFiniteLossError as err:
+        training.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
-    except input_pipeline.DataError as err:
+    except DataError as err:
         print(f"error: bad training data: {err}", file=sys.stderr)
         return 4
-    except checkpointing.CheckpointError as err:
+    except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 5
     except ValueError as err:

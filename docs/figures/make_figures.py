@@ -36,7 +36,7 @@ from bapps_fixture import make_2afc  # noqa: E402
 
 from shiftlpips_jax import cli  # noqa: E402
 from shiftlpips_jax._src import plots  # noqa: E402
-from shiftlpips_jax.evaluation import shift_study  # noqa: E402
+from shiftlpips_jax._src.evaluation import shift_study  # noqa: E402
 
 PHOTOS = ("astronaut", "coffee", "rocket", "camera", "gravel")
 EVAL_RUNS = (("ST-LPIPS alex", ["--net", "alex", "--variant", "shift_tolerant"]),

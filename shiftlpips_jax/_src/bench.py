@@ -1,4 +1,4 @@
-"""``shiftlpips bench``: throughput of the metric, side by side with the PyTorch reference.
+"""Throughput of the metric, side by side with the PyTorch reference (``shiftlpips bench``).
 
 For each model and workload (image side x batch) it times the forward distance and the input
 gradient ``d/dx sum(d(x, y))`` (the training-loss use), in pairs per second, as the median of
@@ -10,10 +10,12 @@ matmul timed in the same rounds (the machine's practical peak). Timings use the 
 ``metric.module.apply`` under ``jax.jit`` with the metric's precision (no host-side checks),
 inputs already on the device.
 
+The benchmark scripts in ``benchmarks/`` reuse these pieces through ``benchmarks/harness.py``.
+
 Example::
 
-    shiftlpips bench --models alex --against-pytorch
-    shiftlpips bench --models alex,vgg --workloads 64x50,256x4 --bf16 --json bench.json
+    rows = run_bench([("alex", "shift_tolerant")], [(64, 50)], against_pytorch=True)
+    print(format_table(rows))
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import outputs
 from .errors import InputError
 
-__all__ = ["Workload", "parse_workloads", "jax_case", "torch_case", "matmul_case",
-           "time_interleaved", "run_bench", "format_table", "add_parser"]
+__all__ = ["Workload", "Case", "parse_workloads", "load_model", "jax_case", "torch_case",
+           "matmul_case", "flops_of", "import_reference", "time_interleaved", "run_bench",
+           "format_table", "environment", "run_bench_command", "MODES", "DEFAULT_WORKLOADS"]
 
 DEFAULT_WORKLOADS = "64x50,256x4"
 MODES = ("forward", "grad")
@@ -91,7 +95,8 @@ def _inputs(size: int, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
-def _flops(compiled) -> float | None:
+def flops_of(compiled) -> float | None:
+    """FLOPs of a compiled XLA program from its cost analysis (``None`` where unavailable)."""
     try:
         cost = compiled.cost_analysis()
     except Exception:  # noqa: BLE001 - backends without cost analysis
@@ -108,7 +113,7 @@ def load_model(net: str, variant: str, dtype: str, *, random_init: bool = False)
     weights (``random_init``: no weight files needed; speed does not depend on the values)."""
     jdtype = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
     if random_init:
-        from . import registry
+        from .weights import registry
         module = registry.build_model(net, variant, dtype=jdtype)
         x = jnp.zeros((1, 64, 64, 3), jnp.float32)
         variables = module.init(jax.random.key(0), x, x)
@@ -138,10 +143,12 @@ def jax_case(module, variables, precision: str, w: Workload, *, seed: int = 0) -
         raise InputError(f"unknown mode {w.mode!r}; expected one of {MODES}")
     compiled = jax.jit(fn).lower(variables, x, y).compile()
 
-    def run():
-        return jax.block_until_ready(compiled(variables, x, y))
+    def run(sync: bool = True):
+        out = compiled(variables, x, y)
+        return jax.block_until_ready(out) if sync else out
 
-    return Case(run, _flops(compiled))
+    run.accepts_sync = True  # GPU loops may queue several calls before one sync
+    return Case(run, flops_of(compiled))
 
 
 def matmul_case(n: int = 2048) -> Case:
@@ -338,7 +345,7 @@ def environment() -> dict:
 
 def _models(text: str, variant: str) -> list[tuple[str, str]]:
     from .backbones import NET_ALIASES
-    from .registry import PRETRAINED
+    from .weights.registry import PRETRAINED
     nets = [NET_ALIASES.get(n.strip(), n.strip()) for n in text.split(",") if n.strip()]
     variants = sorted({v for _, v in PRETRAINED}) if variant == "all" else [variant]
     out = []
@@ -351,56 +358,50 @@ def _models(text: str, variant: str) -> list[tuple[str, str]]:
     return out
 
 
-def bench(args) -> int:
-    """The ``shiftlpips bench`` command: prints the table (and writes JSON with ``--json``)."""
-    models = _models(args.models, args.variant)
-    workloads = parse_workloads(args.workloads)
-    modes = MODES if args.modes == "both" else (args.modes,)
-    dtypes = ("float32", "bfloat16") if args.bf16 else ("float32",)
+def run_bench_command(*, models: str = "alex,vgg", variant: str = "shift_tolerant",
+                      workloads: str = DEFAULT_WORKLOADS, modes: str = "both",
+                      bf16: bool = False, against_pytorch: bool = False, repeats: int = 7,
+                      warmup: int = 2, gap: float = 0.05, random_init: bool = False,
+                      matmul_size: int = 2048, torch_channels_last: bool = False,
+                      json_path: str | None = None, argv: Sequence[str] = ()) -> list[dict]:
+    """The ``shiftlpips bench`` job: prints the table as rows finish, writes JSON if asked.
+
+    Args:
+      models: comma-separated nets (``"alex,vgg"``).
+      variant: ``shift_tolerant``, ``lpips`` or ``all`` (every pretrained variant).
+      workloads: ``SIDExBATCH`` list, e.g. ``"64x50,256x4"``.
+      modes: ``forward``, ``grad`` or ``both``.
+      bf16: also time the bfloat16 backbone (PyTorch under bf16 autocast).
+      against_pytorch: time stlpips-pytorch on the same workloads in alternating runs.
+      repeats, warmup, gap: timed rounds, untimed rounds, sleep between timed runs (s).
+      random_init: random weights of the same architectures (no weight files needed).
+      matmul_size: side of the float32 matmul timed as the reference peak.
+      torch_channels_last: give PyTorch channels-last inputs.
+      json_path: also write every row, the environment and ``argv`` as JSON (atomically).
+      argv: the command line, recorded in the JSON.
+
+    Returns:
+      The result rows of :func:`run_bench`.
+    """
+    model_list = _models(models, variant)
+    sizes = parse_workloads(workloads)
+    mode_list = MODES if modes == "both" else (modes,)
+    dtypes = ("float32", "bfloat16") if bf16 else ("float32",)
+    if json_path:
+        outputs.check_outputs([("--json", json_path)])
     print(f"# shiftlpips bench: {jax.default_backend()} x{len(jax.devices())}, "
-          f"{os.cpu_count()} CPUs, jax {jax.__version__}; median of {args.repeats} interleaved "
+          f"{os.cpu_count()} CPUs, jax {jax.__version__}; median of {repeats} interleaved "
           f"runs; ratio = PyTorch time / JAX time", flush=True)
-    rows = run_bench(models, workloads, modes=modes, dtypes=dtypes,
-                     against_pytorch=args.against_pytorch, repeats=args.repeats,
-                     warmup=args.warmup, gap=args.gap, random_init=args.random_init,
-                     matmul_n=args.matmul_size, torch_channels_last=args.torch_channels_last,
-                     log=lambda s: print(s, flush=True))
+    rows = run_bench(model_list, sizes, modes=mode_list, dtypes=dtypes,
+                     against_pytorch=against_pytorch, repeats=repeats, warmup=warmup, gap=gap,
+                     random_init=random_init, matmul_n=matmul_size,
+                     torch_channels_last=torch_channels_last, log=lambda s: print(s, flush=True))
     mm = statistics.median(r["matmul_gflops"] for r in rows)
-    print(f"# float32 {args.matmul_size}^2 matmul (XLA), same rounds: {mm:.1f} GFLOP/s "
+    print(f"# float32 {matmul_size}^2 matmul (XLA), same rounds: {mm:.1f} GFLOP/s "
           f"(median over rows; per row in --json)")
-    if args.json:
-        payload = dict(environment=environment(), argv=sys.argv[1:], rows=rows)
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=1)
-        os.replace(tmp, args.json)
-    return 0
+    if json_path:
+        payload = dict(environment=environment(), argv=list(argv), rows=rows)
+        outputs.atomic_write_text(json_path, json.dumps(payload, indent=1))
+    return rows
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="forward / input-gradient throughput, optionally against "
-                                     "the PyTorch reference")
-    p.add_argument("--models", default="alex,vgg",
-                   help="comma-separated nets (default alex,vgg)")
-    p.add_argument("--variant", default="shift_tolerant",
-                   choices=("shift_tolerant", "lpips", "all"),
-                   help="pretrained variant (default shift_tolerant; all = every pretrained one)")
-    p.add_argument("--workloads", default=DEFAULT_WORKLOADS,
-                   help=f"SIDExBATCH list (default {DEFAULT_WORKLOADS})")
-    p.add_argument("--modes", default="both", choices=("forward", "grad", "both"))
-    p.add_argument("--bf16", action="store_true",
-                   help="also time the bfloat16 backbone (PyTorch side under bf16 autocast)")
-    p.add_argument("--against-pytorch", action="store_true",
-                   help="time stlpips-pytorch on the same workloads in alternating runs")
-    p.add_argument("--torch-channels-last", action="store_true",
-                   help="give PyTorch channels-last inputs (faster oneDNN path; default: "
-                        "contiguous NCHW, as upstream's loader)")
-    p.add_argument("--repeats", type=int, default=7, help="timed rounds (default 7)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed rounds (default 2)")
-    p.add_argument("--gap", type=float, default=0.05,
-                   help="seconds of sleep between timed runs (default 0.05)")
-    p.add_argument("--matmul-size", type=int, default=2048)
-    p.add_argument("--random-init", action="store_true",
-                   help="random weights of the same architectures (no weight files needed)")
-    p.add_argument("--json", default=None, metavar="OUT", help="also write all rows as JSON")
-    p.set_defaults(func=bench)

@@ -41,11 +41,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from . import registry
-from .convert import merge_variables
 from .errors import CheckpointFormatError, StateDictError, UnsafeCheckpointError, WeightsError
 from .lpips import batch_chunks
-from .torch_pickle import load_array_pickle, load_torch_checkpoint
+from .weights import registry
+from .weights.convert import merge_variables
+from .weights.torch_pickle import load_array_pickle, load_torch_checkpoint
 
 __all__ = ["DISTS", "DISTSTrunk", "l2_pool", "load_dists", "load_dists_variables",
            "DISTS_CHANNELS", "DISTS_WEIGHTS_SHA256", "DISTS_TRUNK_SOURCE"]

@@ -34,7 +34,7 @@ from .errors import InputError, PathNotFoundError
 
 __all__ = ["IMAGE_EXTENSIONS", "IMAGE_FORMATS", "DEFAULT_MAX_PIXELS", "ALPHA_POLICIES",
            "TransparencyWarning", "open_regular", "image_size", "load_rgb", "to_rgb8",
-           "resize_rgb", "heatmap", "png_bytes", "save_png_atomic", "write_text_atomic",
+           "resize_rgb", "heatmap", "png_bytes", "save_png_atomic",
            "list_images", "example_path", "add_reading_args", "allow_large_images"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
@@ -314,11 +314,6 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 def save_png_atomic(path: str, rgb: np.ndarray) -> None:
     """Writes ``rgb`` as a PNG file atomically (see :func:`outputs.atomic_write_bytes`)."""
     outputs.atomic_write_bytes(path, png_bytes(rgb))
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Writes ``text`` (UTF-8) atomically (see :func:`outputs.atomic_write_bytes`)."""
-    outputs.atomic_write_text(path, text)
 
 
 def list_images(directory: str) -> list[str]:

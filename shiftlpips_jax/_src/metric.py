@@ -23,8 +23,9 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
-from . import backbones, registry, validation
-from . import checkpoint as checkpoint_lib
+from . import backbones, validation
+from .weights import checkpoint as checkpoint_lib
+from .weights import registry
 from .errors import InputError
 from .lpips import LPIPS
 

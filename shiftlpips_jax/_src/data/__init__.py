@@ -1,0 +1,1 @@
+"""Implementation of ``shiftlpips_jax.data`` (private: import the public module)."""

@@ -1,0 +1,1 @@
+"""Implementation of ``shiftlpips_jax.evaluation`` (private: import the public module)."""

@@ -1,0 +1,1 @@
+"""Implementation of ``shiftlpips_jax.training`` (private: import the public module)."""

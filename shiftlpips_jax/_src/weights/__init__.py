@@ -1,0 +1,1 @@
+"""Implementation of ``shiftlpips_jax.weights`` (private: import the public module)."""
