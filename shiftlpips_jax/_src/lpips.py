@@ -65,13 +65,23 @@ def _batch_sharded(x: jax.Array) -> bool:
     return len(spec) > 0 and spec[0] is not None
 
 
-def _eval_chunks(x: jax.Array, n) -> list[tuple[int, int]]:
+def _eval_chunks(x: jax.Array, n, net=None) -> list[tuple[int, int]]:
     """How :class:`LPIPS` cuts an evaluation batch of ``n`` images like ``x`` when lowered for
     CPU (:func:`cpu_kernels.batch_chunks`). A batch sharded over Explicit mesh axes is not cut:
     each device already holds a part of it, and slices across shards have no sharding."""
     if _batch_sharded(x):
         return [(0, n)]
-    return cpu_kernels.batch_chunks(n, x.shape[1], x.shape[2])
+    return cpu_kernels.batch_chunks(n, x.shape[1], x.shape[2], tap_values=_first_tap_values(
+        net, x.shape[1], x.shape[2]))
+
+
+def _first_tap_values(net, h: int, w: int) -> int | None:
+    """Values per image in the backbone's first tap at input size ``h`` x ``w`` (None when the
+    backbone does not say its tap sizes)."""
+    if net is None or not hasattr(net, "tap_sizes") or not hasattr(net, "channels"):
+        return None
+    sh, sw = net.tap_sizes(h)[0], net.tap_sizes(w)[0]
+    return sh * sw * tuple(net.channels)[0] or None
 
 
 def _interp_matrix(out_size: int, in_size: int) -> np.ndarray:
@@ -123,7 +133,7 @@ class LPIPS(nn.Module):
         """Unit-normalised tap features of images ``x`` (N, H, W, 3) in [-1, 1] (float32)."""
         if train or self.is_initializing():
             return self._features(x, train=train)
-        bounds = _eval_chunks(x, x.shape[0])
+        bounds = _eval_chunks(x, x.shape[0], self.net)
 
         def whole(x):
             return self._features(x, train=False)
@@ -193,7 +203,7 @@ class LPIPS(nn.Module):
         if train or self.is_initializing():
             return whole(x, y)  # mutable batch statistics: no platform switch around them
         n = y.shape[0] if x.shape[0] == 1 else x.shape[0]   # no max(): n may be symbolic
-        bounds = _eval_chunks(x if x.shape[0] != 1 else y, n)
+        bounds = _eval_chunks(x if x.shape[0] != 1 else y, n, self.net)
 
         def chunked(x, y):
             # Chunk by chunk (see cpu_kernels.batch_chunks); a batch-1 side is computed once.
