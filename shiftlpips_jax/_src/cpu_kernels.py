@@ -5,20 +5,27 @@ when the program is lowered for CPU; other platforms run the plain layers. Each 
 its plain layer up to float rounding and composes with ``jit``, ``grad``, ``jvp``,
 ``linearize``, ``vmap``, ``jax.checkpoint``, meshes (Auto and Explicit axes), ``shard_map``
 with its default checks, and ``jax.export`` with a symbolic batch (tests/test_transforms.py).
-What each one buys, measured on the project's 2-core CPU (random-weight ST-LPIPS / LPIPS alex,
-pairs/s of the jitted forward distance and input gradient, with the kernel against without it,
-medians of alternating rounds in one process; the machine is shared, so differences under ~5%
-are noise; ``python benchmarks/cpu_kernels_ab.py`` prints them):
+What each one buys is measured by ``python benchmarks/cpu_kernels_ab.py`` (random-weight model,
+pairs/s of the jitted forward distance and input gradient with every kernel against the same with
+one kernel replaced by its plain layer, medians of alternating rounds in one process). The last
+run (ST alex, 64x64x50, 9 rounds) was on the project's 2-core CPU shared at a load average of ~20,
+and showed no kernel clear of the noise. The row for ``conv_small_cin``, a kernel ST alex does not
+run, reads 1.15 in the forward pass, so differences under ~15% here are noise:
 
-=========================  ======================================================  ==========
-kernel                     what XLA:CPU does slowly without it                     buys
-=========================  ======================================================  ==========
-:func:`batch_chunks`       one big batch (activations leave the caches)            MEASURED
-:func:`max_pool`           ``select_and_scatter_add`` (a scalar loop)              MEASURED
-:func:`conv_stride2_...`   the strided conv's input gradient (Cin = 3 outputs)     MEASURED
-:func:`conv_small_cin`     the same, for the image-facing conv of LPIPS alex       MEASURED
-:func:`blur_pool`          JAX's transpose of the blur: interior pads per tap      MEASURED
-=========================  ======================================================  ==========
+=========================  ===================================================  ======  ======
+kernel                     what XLA:CPU does slowly without it                  fwd     grad
+=========================  ===================================================  ======  ======
+:func:`batch_chunks`       one big batch (activations leave the caches)         1.06    0.97
+:func:`max_pool`           ``select_and_scatter_add`` (a scalar loop)           1.06    1.04
+:func:`conv_stride2_...`   the strided conv's input gradient (Cin = 3 outputs)  1.04    0.95
+:func:`conv_small_cin`     the same, for the image-facing conv of LPIPS alex    (1.15)  (0.98)
+:func:`blur_pool`          JAX's transpose of the blur: interior pads per tap   1.13    0.94
+all of them                (against the plain layers)                           1.03    0.95
+=========================  ===================================================  ======  ======
+
+(ratio = time without the kernel / time with all of them; > 1: the kernel is worth it; the
+``conv_small_cin`` row is the noise reference.) Repeat the measurement on a quiet machine before
+relying on any row.
 
 Custom derivative rules here keep the tangent of a linear map as the *transpose of its fast
 transpose* (:func:`_transpose_at`), so ``jax.grad``, which transposes the tangent map again,

@@ -106,9 +106,10 @@ class Metric:
           (N,) float32 distances (or maps); with ``per_layer`` a tuple ``(d, layers)``.
 
         Raises:
-          InputError (a ValueError) / TypeError naming the problem: shapes, channels, sizes
-          below ``min_size``, dtypes, or values outside the range (concrete inputs only: under
-          ``jax.jit``/``jax.grad``/``jax.vmap`` of this call the range is not checked).
+          InputError (a ValueError) / InputTypeError (a TypeError) naming the problem: shapes,
+          channels, sizes below ``min_size``, dtypes, or values outside the range (concrete
+          inputs only: under ``jax.jit``/``jax.grad``/``jax.vmap`` of this call the range is not
+          checked).
         """
         x, y, single = validation.prepare_pair(x, y, min_size=self.min_size, normalize=normalize,
                                                model=self.name)

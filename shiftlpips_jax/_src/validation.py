@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, InputTypeError
 
 __all__ = ["prepare_image", "prepare_pair", "check_range", "is_traced", "RANGE_TOL"]
 
@@ -35,11 +35,11 @@ def _as_array(x: Any, name: str):
     try:
         arr = np.asarray(x)
     except Exception as err:  # noqa: BLE001 - report any conversion failure the same way
-        raise TypeError(f"{name} must be an array of images (N, H, W, 3); got "
-                        f"{type(x).__name__}") from err
+        raise InputTypeError(f"{name} must be an array of images (N, H, W, 3); got "
+                             f"{type(x).__name__}") from err
     if arr.dtype == object:
-        raise TypeError(f"{name} must be a numeric array of images (N, H, W, 3); got "
-                        f"{type(x).__name__} that does not convert to one")
+        raise InputTypeError(f"{name} must be a numeric array of images (N, H, W, 3); got "
+                             f"{type(x).__name__} that does not convert to one")
     return arr
 
 
@@ -52,8 +52,8 @@ def _check_dtype(x, name: str, normalize: bool) -> None:
         return
     if jnp.issubdtype(dt, jnp.floating):
         return
-    raise TypeError(f"{name} has dtype {dt}; expected float images in [-1, 1] (or [0, 1] with "
-                    "normalize=True) or uint8 images in [0, 255]")
+    raise InputTypeError(f"{name} has dtype {dt}; expected float images in [-1, 1] (or [0, 1] "
+                         "with normalize=True) or uint8 images in [0, 255]")
 
 
 def prepare_image(x: Any, name: str, *, min_size: int, normalize: bool,
