@@ -36,7 +36,6 @@ def im2col_b(x,w,s,p):
     return lax.dot_general(u,w.reshape(kh*kw*ci,co),(((3,),(0,)),((),())),preferred_element_type=pe).astype(x.dtype)
 def shiftsum(x,w,s,p):
     # all taps in one dot over the padded input, then shifted adds (stride 1 only)
-    pe=jnp.float32 if x.dtype==jnp.bfloat16 else None
     kh,kw,ci,co=w.shape
     x=jnp.pad(x,((0,0),(p,p),(p,p),(0,0)))
     n,h,ww,_=x.shape
@@ -51,7 +50,6 @@ def shiftsum(x,w,s,p):
             acc=t if acc is None else acc+t
     return acc.astype(x.dtype)
 def rows2(x,w,s,p):
-    pe=jnp.float32 if x.dtype==jnp.bfloat16 else None
     kh,kw,ci,co=w.shape
     x=jnp.pad(x,((0,0),(p,p),(p,p),(0,0)))
     n,h,ww,_=x.shape
