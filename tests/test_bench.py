@@ -268,17 +268,17 @@ def test_metric_fast_paths_equal_reference_layers(monkeypatch, tiny_models, key)
 
 
 def test_cpu_batch_chunks_equal_whole_batch(monkeypatch, tiny_models):
-    from shiftlpips_jax._src import lpips
-    assert lpips.batch_chunks(1, 64, 64) == [(0, 1)]
-    if jax.default_backend() == "cpu":
-        bounds = lpips.batch_chunks(50, 64, 64)
-        assert bounds[0] == (0, 10) and bounds[-1][1] == 50 and len(bounds) == 5
-        assert len(lpips.batch_chunks(10_000, 8, 8)) == lpips.CPU_MAX_CHUNKS
+    # The chunking is CPU code (cpu_kernels), chosen when the program is lowered for CPU.
+    from shiftlpips_jax._src import cpu_kernels
+    assert cpu_kernels.batch_chunks(1, 64, 64) == [(0, 1)]
+    bounds = cpu_kernels.batch_chunks(50, 64, 64)
+    assert bounds[0] == (0, 10) and bounds[-1][1] == 50 and len(bounds) == 5
+    assert len(cpu_kernels.batch_chunks(10_000, 8, 8)) == cpu_kernels.CPU_MAX_CHUNKS
     module, variables = tiny_models[("alex", "shift_tolerant")]
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.uniform(-1, 1, (7, 33, 35, 3)).astype(np.float32))
     y = jnp.asarray(rng.uniform(-1, 1, (7, 33, 35, 3)).astype(np.float32))
-    monkeypatch.setattr(lpips, "batch_chunks", lambda n, h, w: [(0, 3), (3, 5), (5, n)])
+    monkeypatch.setattr(cpu_kernels, "batch_chunks", lambda n, h, w: [(0, 3), (3, 5), (5, n)])
 
     def everything():  # one jitted program per chunking (chunks are chosen at trace time)
         def outputs(x, y):
@@ -290,7 +290,7 @@ def test_cpu_batch_chunks_equal_whole_batch(monkeypatch, tiny_models):
         return jax.jit(outputs)(x, y)
 
     chunked = everything()
-    monkeypatch.setattr(lpips, "batch_chunks", lambda n, h, w: [(0, n)])
+    monkeypatch.setattr(cpu_kernels, "batch_chunks", lambda n, h, w: [(0, n)])
     whole = everything()
     for a, b in zip(jax.tree.leaves(chunked), jax.tree.leaves(whole)):
         assert a.shape == b.shape
