@@ -17,6 +17,7 @@ from shiftlpips_jax._src.errors import CheckpointError
 from shiftlpips_jax._src.errors import CheckpointFormatError
 from shiftlpips_jax._src.errors import DataError
 from shiftlpips_jax._src.errors import InputError
+from shiftlpips_jax._src.errors import InputTypeError
 from shiftlpips_jax._src.errors import MetricCheckpointError
 from shiftlpips_jax._src.errors import NonFiniteLossError
 from shiftlpips_jax._src.errors import PathNotFoundError
@@ -31,6 +32,7 @@ __all__ = (
     "CheckpointFormatError",
     "DataError",
     "InputError",
+    "InputTypeError",
     "MetricCheckpointError",
     "NonFiniteLossError",
     "PathNotFoundError",

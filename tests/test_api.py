@@ -186,7 +186,8 @@ def test_pretrained_registry_lists_the_four_models():
 
 
 def test_every_error_shares_one_base_and_keeps_its_builtin_base():
-    pairs = {"InputError": ValueError, "PathNotFoundError": FileNotFoundError,
+    pairs = {"InputError": ValueError, "InputTypeError": TypeError,
+             "PathNotFoundError": FileNotFoundError,
              "CheckpointFormatError": ValueError, "UnsafeCheckpointError": pickle.UnpicklingError,
              "StateDictError": ValueError, "WeightsError": RuntimeError,
              "MetricCheckpointError": ValueError, "DataError": ValueError,

@@ -71,3 +71,4 @@ def test_bench_against_pytorch_missing_is_clear(monkeypatch, capsys):
     assert code == 2
     assert err[-1].startswith("shiftlpips bench: error: --against-pytorch needs PyTorch")
     assert "Traceback" not in "\n".join(err)
+

@@ -276,3 +276,34 @@ def test_cpu_batch_chunks_equal_whole_batch(tiny_models):
     bcast = jax.jit(lambda a, b: module.apply(variables, a, b))(x[:1], y)
     np.testing.assert_allclose(bcast, jax.jit(jax.vmap(
         lambda b: module.apply(variables, x[:1], b[None])[0]))(y), rtol=1e-5, atol=1e-7)
+
+
+def test_cpu_chunks_follow_first_tap_size(monkeypatch, tiny_models):
+    """A trunk that shrinks the image early (LPIPS alex, stride-4 conv1) gets fewer, larger
+    chunks; trunks whose first tap is large keep the pixel rule; the cut never changes values."""
+    from shiftlpips_jax._src import cpu_kernels, lpips
+    assert cpu_kernels.batch_chunks(50, 64, 64, tap_values=15 * 15 * 64) == [(0, 25), (25, 50)]
+    assert cpu_kernels.batch_chunks(50, 64, 64, tap_values=30 * 30 * 64) == \
+        cpu_kernels.batch_chunks(50, 64, 64)
+    assert cpu_kernels.batch_chunks(4, 256, 256, tap_values=256 * 256 * 64) == \
+        [(0, 1), (1, 2), (2, 3), (3, 4)]
+    module, variables = tiny_models[("alex", "lpips")]
+    assert lpips._first_tap_values(module.net, 64, 64) == 15 * 15 * module.net.channels[0]
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.uniform(-1, 1, (6, 64, 64, 3)).astype(np.float32))
+    y = jnp.asarray(rng.uniform(-1, 1, (6, 64, 64, 3)).astype(np.float32))
+
+    def run():
+        f = lambda a: module.apply(variables, a, y)  # noqa: E731
+        return jax.jit(lambda a: (f(a), jax.grad(lambda b: f(b).sum())(a)))(x)
+
+    monkeypatch.setattr(cpu_kernels, "CPU_MAX_CHUNKS", 1)
+    whole = run()
+    monkeypatch.setattr(cpu_kernels, "CPU_MAX_CHUNKS", 8)
+    monkeypatch.setattr(cpu_kernels, "CPU_CHUNK_PIXELS", 1)
+    monkeypatch.setattr(cpu_kernels, "CPU_CHUNK_VALUES", 2 * 15 * 15 * module.net.channels[0])
+    if jax.default_backend() == "cpu":
+        assert len(lpips._eval_chunks(x, 6, module.net)) == 3
+    chunked = run()
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

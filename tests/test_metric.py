@@ -185,6 +185,34 @@ def test_jit_grad_vmap_agree(alex, example):
     np.testing.assert_allclose(g_vmap, g, rtol=1e-4, atol=1e-7)
 
 
+def test_wrapper_composes_with_jit_grad_vmap(alex, example):
+    """The validating call under the user's transformations gives the pure function's results;
+    shape and dtype checks still raise (with the concrete-call messages), the value-range check
+    is skipped for tracers."""
+    ref, p0, p1 = (img[:32, :32] for img in example)
+    x = jnp.asarray(np.stack([_float(p0), _float(p1)]))
+    y = jnp.asarray(np.stack([_float(ref)] * 2))
+
+    def pure(a, b):
+        return alex.module.apply(alex.params, a, b)
+
+    want = jax.jit(pure)(x, y)
+    np.testing.assert_allclose(jax.jit(alex)(x, y), want, rtol=1e-6)
+    g = jax.grad(lambda a, t: alex(a, t).mean())(x, y)
+    g_want = jax.jit(jax.grad(lambda a, t: pure(a, t).mean()))(x, y)
+    np.testing.assert_allclose(g, g_want, rtol=1e-5, atol=1e-8)
+    # vmap over single images (H, W, 3): the wrapper's single-image form, batched.
+    np.testing.assert_allclose(jax.vmap(alex)(x, y), want, rtol=1e-5)
+    with pytest.raises(sl.errors.InputError, match=r"image shapes differ"):
+        jax.jit(alex)(x, y[:, :30])
+    with pytest.raises(sl.errors.InputTypeError, match=r"dtype int32; expected float"):
+        jax.jit(alex)(x.astype(jnp.int32), y.astype(jnp.int32))
+    # Out of range: concrete calls raise, traced ones cannot know the values.
+    with pytest.raises(sl.errors.InputError, match=r"expected floats in \[-1, 1\]"):
+        alex(x + 3, y)
+    assert np.isfinite(jax.jit(alex)(x + 3, y)).all()
+
+
 def test_gradient_finite_at_identical_inputs(metrics, example):
     ref = jnp.asarray(_float(example[0][:40, :40]))[None]
     for key, m in metrics.items():
@@ -265,7 +293,13 @@ def _x(n=1, h=64, w=64, c=3, dtype=np.float32):
     ("not an image", _x(), TypeError, r"x has dtype <U12; expected float images"),
 ])
 def test_bad_input_is_rejected_with_clear_message(alex, x, y, exc, pattern):
-    with pytest.raises(exc, match=pattern):
+    # The builtin class (old `except ValueError/TypeError` code) and the library's own.
+    with pytest.raises(exc, match=pattern) as info:
+        alex(x, y)
+    assert isinstance(info.value, sl.ShiftLPIPSError)
+    assert type(info.value) is (sl.errors.InputTypeError if exc is TypeError else
+                                sl.errors.InputError)
+    with pytest.raises(sl.ShiftLPIPSError, match=pattern):
         alex(x, y)
 
 

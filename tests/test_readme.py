@@ -37,6 +37,18 @@ def test_python_snippets_run():
             assert got[k] == pytest.approx(want[k], rel=1e-5), (key, k)
         np.testing.assert_allclose(got["ci95"], want["ci95"], rtol=1e-4)
 
+    # "Using it in training": the mesh and shard_map snippets give the unsharded gradient, the
+    # cached-feature loss the direct one, and the NNX model learns against the frozen metric.
+    grad, loss = np.asarray(namespace["grad"]), float(namespace["loss"])
+    scale = float(np.abs(grad).max())
+    assert scale > 0
+    for name in ("mesh_grad", "sm_grad"):
+        np.testing.assert_allclose(np.asarray(namespace[name]), grad, atol=1e-5 * scale)
+    for name in ("mesh_loss", "sm_loss"):
+        np.testing.assert_allclose(float(namespace[name]), loss, rtol=1e-5)
+    losses = namespace["nnx_losses"]
+    assert len(losses) == 5 and all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+
 
 def test_quickstart_has_two_commands_and_true_output():
     quick = README.split("## Quickstart", 1)[1].split("\n## ", 1)[0]

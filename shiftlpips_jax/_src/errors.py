@@ -21,6 +21,7 @@ import pickle
 __all__ = [
     "ShiftLPIPSError",
     "InputError",
+    "InputTypeError",
     "PathNotFoundError",
     "CheckpointFormatError",
     "UnsafeCheckpointError",
@@ -40,6 +41,11 @@ class ShiftLPIPSError(Exception):
 
 class InputError(ShiftLPIPSError, ValueError):
     """An argument, image, file or path given by the user is not of the expected form."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument or image given by the user is of the wrong type or dtype (also a
+    ``TypeError``)."""
 
 
 class PathNotFoundError(InputError, FileNotFoundError):

@@ -1,10 +1,19 @@
-"""Anti-aliasing building blocks (NHWC): binomial BlurPool, max pooling, size arithmetic.
+"""The backbones' layers (NHWC): BlurPool, max pooling, convolutions, and their size arithmetic.
 
 BlurPool (Zhang, "Making Convolutional Networks Shift-Invariant Again", ICML 2019) low-pass
 filters with a normalised binomial kernel before subsampling; ST-LPIPS uses it with reflection
 padding of ``(k-1)//2`` (or ``k-1`` with ``pad_more``) and stride 2. The filter is a constant, not
 a parameter, so it never enters a parameter tree (converters check that a checkpoint's ``filt``
 buffer equals :func:`binomial_filter2d`).
+
+This module holds the plain layers, written with ``lax`` primitives and differentiated by JAX
+itself, and the public layer functions the backbones call. Those dispatch on the platform the
+program is lowered for (``lax.platform_dependent``, so ``jax.export`` for several platforms and
+cross-lowering pick per platform, not by the process's default backend): on CPU they run the
+kernels of :mod:`cpu_kernels` (custom derivative rules and formulations that XLA:CPU runs
+faster, measured there), elsewhere the plain layers. The ``*_reference`` functions compute each
+layer as upstream does (depthwise convolution, ``reduce_window`` with JAX's derivative); the tests
+check both paths against them.
 
 Example::
 
@@ -13,7 +22,8 @@ Example::
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import contextvars
 import math
 
 import jax
@@ -21,21 +31,84 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+# cpu_kernels builds on the plain layers below and is only looked up when a layer is traced, so
+# the two modules may import each other.
+from . import cpu_kernels
+
 __all__ = [
     "binomial_filter",
     "binomial_filter2d",
     "blur_pad",
+    "kernels_for",
+    "per_platform",
     "blur_pool",
     "blur_pool_reference",
+    "separable_blur",
     "max_pool",
     "max_pool_reference",
+    "conv_general_dilated",
+    "conv_stride2",
     "conv_blur",
     "conv_blur_reference",
-    "conv_general_dilated",
     "conv_out",
     "pool_out",
     "blur_out",
 ]
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+SMALL_CIN = 4  # input channels up to which convolutions take the CPU input-gradient kernels
+
+
+# --------------------------------------------------------------------------------------------
+# Platform dispatch.
+
+# The platform whose kernels the layers are traced with: "cpu", "default", or None (each layer
+# then dispatches on the platform it is lowered for).
+_PLATFORM = contextvars.ContextVar("shiftlpips_platform", default=None)
+
+
+@contextlib.contextmanager
+def kernels_for(platform: str | None):
+    """Traces the layers inside with the kernels of ``platform``: ``"cpu"`` (the CPU kernels),
+    ``"default"`` (the plain layers), or ``None`` (decide by the platform lowered for), whatever
+    the program is lowered for. For tests and benchmarks that compare the two on one machine;
+    it acts at trace time, so use it around ``jax.jit(...).lower`` or a first call.
+    """
+    if platform not in ("cpu", "default", None):
+        raise ValueError(f"platform must be 'cpu', 'default' or None, got {platform!r}")
+    token = _PLATFORM.set(platform)
+    try:
+        yield
+    finally:
+        _PLATFORM.reset(token)
+
+
+def _dispatch(cpu, default, *args):
+    """``cpu(*args)`` when lowered for CPU, else ``default(*args)``."""
+    platform = _PLATFORM.get()
+    if platform is not None:
+        return (cpu if platform == "cpu" else default)(*args)
+    return lax.platform_dependent(*args, cpu=cpu, default=default)
+
+
+def per_platform(fn, *args, cpu=None):
+    """``fn(*args)`` with one platform switch for everything inside it: ``cpu`` (default
+    ``fn``) traced with the CPU kernels for CPU, ``fn`` with the plain layers for other
+    platforms. One switch for a whole network instead of one per layer keeps programs small
+    (under ``jax.grad`` each switch carries the residuals of both of its branches).
+    """
+    cpu = fn if cpu is None else cpu
+    if _PLATFORM.get() is not None:
+        return (cpu if _PLATFORM.get() == "cpu" else fn)(*args)
+
+    def traced_for(platform, f):
+        def run(*a):
+            with kernels_for(platform):
+                return f(*a)
+        return run
+
+    return lax.platform_dependent(*args, cpu=traced_for("cpu", cpu),
+                                  default=traced_for("default", fn))
 
 
 def binomial_filter(size: int) -> np.ndarray:
@@ -60,7 +133,7 @@ def blur_pad(filter_size: int, pad_more: bool) -> tuple[int, int]:
     return (filter_size - 1) // 2, math.ceil((filter_size - 1) / 2)
 
 
-def _reflect_index(r: int, n: int) -> int:
+def reflect_index(r: int, n: int) -> int:
     """Index ``r`` of a length-``n`` axis after reflection padding (NumPy ``reflect``)."""
     if n == 1:
         return 0
@@ -68,6 +141,9 @@ def _reflect_index(r: int, n: int) -> int:
         r = -r if r < 0 else 2 * (n - 1) - r
     return r
 
+
+# --------------------------------------------------------------------------------------------
+# BlurPool.
 
 def _filter_axis(x: jax.Array, taps: tuple[float, ...], stride: int, pad: tuple[int, int],
                  axis: int) -> jax.Array:
@@ -87,7 +163,7 @@ def _filter_axis(x: jax.Array, taps: tuple[float, ...], stride: int, pad: tuple[
     def border(o):
         acc = None
         for k in range(size):
-            r = _reflect_index(o * stride + k - lo, n)
+            r = reflect_index(o * stride + k - lo, n)
             term = lax.slice_in_dim(x, r, r + 1, 1, axis) * taps[k]
             acc = term if acc is None else acc + term
         return acc
@@ -110,91 +186,25 @@ def _filter_axis(x: jax.Array, taps: tuple[float, ...], stride: int, pad: tuple[
     return pieces[0] if len(pieces) == 1 else lax.concatenate(pieces, axis)
 
 
-def _filter_axis_transpose(g: jax.Array, taps: tuple[float, ...], stride: int,
-                           pad: tuple[int, int], axis: int, n: int) -> jax.Array:
-    """The transpose of :func:`_filter_axis` (cotangent of the output -> of the input, length n).
-
-    Written by hand because JAX's automatic transpose of the forward (full-size interior pads,
-    one per tap and border row) is 5-10x slower on XLA:CPU. Each stride phase of the padded
-    input is a sum of unit-stride shifted slices of ``g``; the phases interleave by a reshape and
-    the reflected border rows fold back onto the rows they were copied from.
-    """
-    lo, hi = pad
-    size, out = len(taps), g.shape[axis]
-    span = max((out - 1) * stride + size, n + lo + hi)
-    rows = -(-span // stride)                       # padded positions per phase
-    reach = -(-size // stride)
-    zero = jnp.zeros((), g.dtype)
-    config = [(0, 0, 0)] * g.ndim
-    config[axis] = (reach, rows, 0)
-    gz = lax.pad(g, zero, config)
-    phases = []
-    for p in range(stride):
-        # padded position rows*? : q = m * stride + p receives taps k = p + j * stride from
-        # output m - j.
-        acc = None
-        for k in range(p, size, stride):
-            j = (k - p) // stride
-            term = lax.slice_in_dim(gz, reach - j, reach - j + rows, 1, axis) * taps[k]
-            acc = term if acc is None else acc + term
-        if acc is None:
-            acc = jnp.zeros(g.shape[:axis] + (rows,) + g.shape[axis + 1:], g.dtype)
-        phases.append(acc)
-    y = phases[0] if stride == 1 else jnp.stack(phases, axis + 1).reshape(
-        g.shape[:axis] + (rows * stride,) + g.shape[axis + 1:])
-    res = lax.slice_in_dim(y, lo, lo + n, 1, axis)
-    for q in list(range(lo)) + list(range(lo + n, lo + n + hi)):
-        r = _reflect_index(q - lo, n)
-        config = [(0, 0, 0)] * g.ndim
-        config[axis] = (r, n - 1 - r, 0)
-        res = res + lax.pad(lax.slice_in_dim(y, q, q + 1, 1, axis), zero, config)
-    return res
-
-
-def _blur_forward(x, taps, stride, pad):
+def separable_blur(x: jax.Array, taps: tuple[float, ...], stride: int,
+                   pad: tuple[int, int]) -> jax.Array:
+    """BlurPool as two 1-D passes (rows, then columns) of strided-slice adds that read the
+    reflected border in place; the 2-D binomial filter is separable, so this is the depthwise
+    convolution of :func:`blur_pool_reference` with 2k instead of k^2 taps per output (and on
+    XLA:CPU ~10x faster than its ``feature_group_count=C`` convolution). Low-precision inputs are
+    filtered in float32 and cast back. Differentiated by JAX."""
     dtype = x.dtype
     y = _filter_axis(x.astype(jnp.promote_types(dtype, jnp.float32)), taps, stride, pad, 1)
     return _filter_axis(y, taps, stride, pad, 2).astype(dtype)
-
-
-def _blur_transpose(g, taps, stride, pad, in_hw):
-    dtype = g.dtype
-    y = _filter_axis_transpose(g.astype(jnp.promote_types(dtype, jnp.float32)), taps, stride, pad,
-                               2, in_hw[1])
-    return _filter_axis_transpose(y, taps, stride, pad, 1, in_hw[0]).astype(dtype)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def _blur(x, taps, stride, pad):
-    return _blur_forward(x, taps, stride, pad)
-
-
-@_blur.defjvp
-def _blur_jvp(taps, stride, pad, primals, tangents):
-    """Blur is linear; its tangent map is written as the transpose of the hand-written transpose.
-
-    Reverse mode transposes the tangent map again, so ``jax.grad`` runs
-    :func:`_blur_transpose` itself (~5x faster than the automatic transpose), while the
-    primal keeps the fast fused forward and forward mode stays available.
-    """
-    (x,), (t,) = primals, tangents
-    y = _blur_forward(x, taps, stride, pad)
-    transpose = jax.linear_transpose(
-        lambda g: _blur_transpose(g, taps, stride, pad, x.shape[1:3]),
-        jax.ShapeDtypeStruct(y.shape, t.dtype))
-    return y, transpose(t)[0]
 
 
 def blur_pool(x: jax.Array, *, filter_size: int = 3, stride: int = 2,
               pad_more: bool = False) -> jax.Array:
     """Reflection-pads, blurs each channel with the binomial filter, subsamples by ``stride``.
 
-    The 2-D binomial filter is separable, so this runs as two 1-D passes (rows, then columns)
-    of strided-slice adds that read the reflected border in place, with a hand-written transpose
-    for gradients; it equals :func:`blur_pool_reference` (the depthwise convolution upstream
-    runs) up to float rounding. A depthwise ``conv_general_dilated`` (``feature_group_count=C``)
-    is ~10x slower forward and backward on XLA:CPU. Low-precision inputs are filtered in float32
-    and cast back.
+    Computed separably (:func:`separable_blur`); on CPU with a hand-written transpose for
+    gradients (:func:`cpu_kernels.blur_pool`). Equals :func:`blur_pool_reference` (the depthwise
+    convolution upstream runs) up to float rounding.
 
     Args:
       x: (N, H, W, C) features.
@@ -206,7 +216,9 @@ def blur_pool(x: jax.Array, *, filter_size: int = 3, stride: int = 2,
       (N, H', W', C) with H' = (H + pad_total - filter_size) // stride + 1.
     """
     taps = tuple(float(t) for t in binomial_filter(filter_size))
-    return _blur(x, taps, stride, blur_pad(filter_size, pad_more))
+    pad = blur_pad(filter_size, pad_more)
+    return _dispatch(lambda a: cpu_kernels.blur_pool(a, taps, stride, pad),
+                     lambda a: separable_blur(a, taps, stride, pad), x)
 
 
 def blur_pool_reference(x: jax.Array, *, filter_size: int = 3, stride: int = 2,
@@ -221,8 +233,11 @@ def blur_pool_reference(x: jax.Array, *, filter_size: int = 3, stride: int = 2,
     kernel = jnp.broadcast_to(kernel[:, :, None, None], (filter_size, filter_size, 1, channels))
     return lax.conv_general_dilated(
         x, kernel, window_strides=(stride, stride), padding="VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=channels)
+        dimension_numbers=NHWC, feature_group_count=channels)
 
+
+# --------------------------------------------------------------------------------------------
+# Max pooling.
 
 def _pool_pads(h: int, w: int, window: int, stride: int, padding: int,
                ceil_mode: bool) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -234,48 +249,12 @@ def _pool_pads(h: int, w: int, window: int, stride: int, padding: int,
     return pads[0], pads[1]
 
 
-def _reduce_window_max(x, window, stride, pads):
+def reduce_window_max(x: jax.Array, window: int, stride: int,
+                      pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """Max over ``window`` x ``window`` windows of the -inf padded ``x`` (JAX's derivative)."""
     # A Python-scalar -inf init makes this lax.reduce_window_max (differentiable by JAX).
     return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1),
                              ((0, 0), pads[0], pads[1], (0, 0)))
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
-def _max_pool(x, window, stride, pads):
-    return _reduce_window_max(x, window, stride, pads)
-
-
-@_max_pool.defjvp
-def _max_pool_jvp(window, stride, pads, primals, tangents):
-    """Tangent = the input tangent at each window's first maximum (row-major), as PyTorch.
-
-    JAX's own rule for reduce_window_max transposes to ``select_and_scatter_add``, a scalar loop
-    on XLA:CPU (~10x the forward pool). Here the argmax is one int8 map computed with the forward,
-    and the tangent a sum of masked strided slices, whose transpose (the gradient) is a sum of
-    masked interior-padded adds that XLA fuses into one loop.
-    """
-    (x,), (t,) = primals, tangents
-    y = _reduce_window_max(x, window, stride, pads)
-    full = ((0, 0), pads[0], pads[1], (0, 0))
-    xp = jnp.pad(x, full, constant_values=-jnp.inf)
-    tp = jnp.pad(t, full)
-    ho, wo = y.shape[1], y.shape[2]
-
-    def window_slice(a, i, j):
-        return lax.slice(a, (0, i, j, 0),
-                         (a.shape[0], i + (ho - 1) * stride + 1, j + (wo - 1) * stride + 1,
-                          a.shape[3]), (1, stride, stride, 1))
-
-    offsets = [(i, j) for i in range(window) for j in range(window)]
-    # First offset (in row-major window order) holding the maximum: PyTorch's and XLA's choice.
-    first = jnp.full(y.shape, len(offsets), jnp.int8)
-    for k in reversed(range(len(offsets))):
-        first = jnp.where(window_slice(xp, *offsets[k]) == y, jnp.int8(k), first)
-    t_out = None
-    for k, (i, j) in enumerate(offsets):
-        term = jnp.where(first == k, window_slice(tp, i, j), jnp.zeros((), t.dtype))
-        t_out = term if t_out is None else t_out + term
-    return y, t_out
 
 
 def max_pool(x: jax.Array, *, window: int, stride: int, padding: int = 0,
@@ -283,128 +262,74 @@ def max_pool(x: jax.Array, *, window: int, stride: int, padding: int = 0,
     """PyTorch ``MaxPool2d`` semantics on NHWC input (implicit -inf padding, optional ceil mode).
 
     Differentiable (forward and reverse mode); the gradient goes to each window's first maximum,
-    as PyTorch's and ``jax.grad`` of :func:`max_pool_reference`, computed without
-    ``select_and_scatter`` (see ``_max_pool_jvp``).
+    as PyTorch's and ``jax.grad`` of :func:`max_pool_reference`. On CPU the derivative is
+    :func:`cpu_kernels.max_pool` (no ``select_and_scatter``).
     """
     pads = _pool_pads(x.shape[1], x.shape[2], window, stride, padding, ceil_mode)
     if window == 1:
-        return _reduce_window_max(x, window, stride, pads)
-    return _max_pool(x, window, stride, pads)
+        return reduce_window_max(x, window, stride, pads)
+    return _dispatch(lambda a: cpu_kernels.max_pool(a, window, stride, pads),
+                     lambda a: reduce_window_max(a, window, stride, pads), x)
 
 
 def max_pool_reference(x: jax.Array, *, window: int, stride: int, padding: int = 0,
                        ceil_mode: bool = False) -> jax.Array:
     """:func:`max_pool` with JAX's built-in reduce_window_max derivative (for tests)."""
     pads = _pool_pads(x.shape[1], x.shape[2], window, stride, padding, ceil_mode)
-    return _reduce_window_max(x, window, stride, pads)
+    return reduce_window_max(x, window, stride, pads)
 
 
-# Convolution with a fast input gradient for few input channels (the image-facing conv).
+# --------------------------------------------------------------------------------------------
+# Convolutions.
 
-_NHWC = ("NHWC", "HWIO", "NHWC")
-SMALL_CIN = 4  # input channels up to which conv_general_dilated takes the custom input gradient
-
-
-def _conv_direct(x, w, strides, padding, precision):
-    return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC,
-                                    precision=precision)
-
-
-def _conv_input_transpose(g, w, strides, padding, precision, in_hw):
-    """d/dx <g, conv(x, w)> for NHWC/HWIO ``x``, ``w``: a (1, kw) transposed convolution over W
-    giving kh*Cin channels, then a fold of the kh row offsets (strided adds over H).
-
-    XLA's own input gradient is one convolution with Cin (= 3) output channels, whose
-    im2col-style contraction reads every (kh, kw, Cout) patch for just 3 outputs: 5-6x slower
-    than the forward on XLA:CPU for AlexNet's 11x11 conv1. Here the contraction has kh*Cin (33)
-    outputs and the fold is cheap elementwise work.
-    """
-    kh, kw, cin, cout = w.shape
-    sh, sw = strides
-    (pt, pb), (pl, pr) = padding
-    n, ho, wo, _ = g.shape
-    hp, wp = in_hw[0] + pt + pb, in_hw[1] + pl + pr
-    # (1, kw, Cout, kh*Cin): spatially flipped along W, the kh offsets become output channels.
-    wt = jnp.transpose(w[:, ::-1], (1, 3, 0, 2)).reshape(1, kw, cout, kh * cin)
-    right = wp - ((wo - 1) * sw + kw)  # input columns no output window reaches
-    t = lax.conv_general_dilated(g, wt, (1, 1), ((0, 0), (kw - 1, kw - 1 + right)),
-                                 lhs_dilation=(1, sw), dimension_numbers=_NHWC,
-                                 precision=precision)
-    t = t.reshape(n, ho, wp, kh, cin)
-    zero = jnp.zeros((), g.dtype)
-    acc = None
-    for a in range(kh):
-        rows = (a, hp - a - ((ho - 1) * sh + 1), sh - 1)
-        term = lax.pad(t[:, :, :, a, :], zero, ((0, 0, 0), rows, (0, 0, 0), (0, 0, 0)))
-        acc = term if acc is None else acc + term
-    return acc[:, pt:pt + in_hw[0], pl:pl + in_hw[1], :]
-
-
-def _bilinear_tangent(y, tangents, input_tangent, kernel_tangent):
-    """Tangent of a convolution-like ``y = f(x, k)``, linear in each argument: the sum of the
-    terms whose tangent is not a symbolic zero (``symbolic_zeros=True`` rules), so a kernel
-    tangent is only computed when the kernel is differentiated, and likewise the input."""
-    tx, tk = tangents
-    terms = [fn(t) for fn, t in ((input_tangent, tx), (kernel_tangent, tk))
-             if not isinstance(t, jax.custom_derivatives.SymbolicZero)]
-    if not terms:
-        return jnp.zeros(y.shape, y.dtype)
-    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def _conv_small_cin(x, w, strides, padding, precision):
-    return _conv_direct(x, w, strides, padding, precision)
-
-
-def _conv_small_cin_jvp(strides, padding, precision, primals, tangents):
-    """Input tangent = transpose of :func:`_conv_input_transpose`, so that ``jax.grad``, which
-    transposes it back, runs the fast input gradient; the kernel tangent is the usual conv.
-    (Symbolic zeros: a kernel tangent is only computed when the kernel is differentiated.)"""
-    x, w = primals
-    y = _conv_direct(x, w, strides, padding, precision)
-
-    def input_tangent(tx):
-        transpose = jax.linear_transpose(
-            lambda g: _conv_input_transpose(g, w, strides, padding, precision, x.shape[1:3]),
-            jax.ShapeDtypeStruct(y.shape, tx.dtype))
-        # Only XLA:CPU needs the rewrite; GPUs/TPUs keep their own convolution gradients.
-        return lax.platform_dependent(
-            tx, cpu=lambda a: transpose(a)[0],
-            default=lambda a: _conv_direct(a, w, strides, padding, precision))
-
-    return y, _bilinear_tangent(y, tangents, input_tangent,
-                                lambda tw: _conv_direct(x, tw, strides, padding, precision))
-
-
-_conv_small_cin.defjvp(_conv_small_cin_jvp, symbolic_zeros=True)
+def _is_plain_nhwc(lhs, rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                   feature_group_count, batch_group_count, preferred_element_type) -> bool:
+    return (lhs.ndim == 4 and rhs.ndim == 4 and not isinstance(padding, str)
+            and feature_group_count == 1 and batch_group_count == 1
+            and all(d == 1 for d in (lhs_dilation or (1, 1)))
+            and all(d == 1 for d in (rhs_dilation or (1, 1)))
+            and preferred_element_type is None
+            and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+            == lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC))
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1,
                          precision=None, preferred_element_type=None):
-    """``lax.conv_general_dilated`` with a fast input gradient on CPU for NHWC convs with <= 4
-    input channels (see :func:`_conv_input_transpose`; other platforms lower the usual one).
+    """``lax.conv_general_dilated``; on CPU, NHWC convolutions with <= :data:`SMALL_CIN` input
+    channels (the image-facing conv) take :func:`cpu_kernels.conv_small_cin`'s input gradient.
 
     A drop-in for ``nn.Conv(conv_general_dilated=...)``; anything other than a plain NHWC/HWIO
     convolution with explicit padding and few input channels goes to ``lax`` unchanged.
     """
-    plain = (
-        lhs.ndim == 4 and rhs.ndim == 4 and rhs.shape[2] == lhs.shape[3] <= SMALL_CIN
-        and not isinstance(padding, str) and feature_group_count == 1 and batch_group_count == 1
-        and all(d == 1 for d in (lhs_dilation or (1, 1)))
-        and all(d == 1 for d in (rhs_dilation or (1, 1)))
-        and preferred_element_type is None
-        and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-        == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC))
-    if not plain:
+    plain = _is_plain_nhwc(lhs, rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                           feature_group_count, batch_group_count, preferred_element_type)
+    if not plain or not rhs.shape[2] == lhs.shape[3] <= SMALL_CIN:
         return lax.conv_general_dilated(
             lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
             rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
             feature_group_count=feature_group_count, batch_group_count=batch_group_count,
             precision=precision, preferred_element_type=preferred_element_type)
+    strides = tuple(int(s) for s in window_strides)
     padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-    return _conv_small_cin(lhs, rhs, tuple(int(s) for s in window_strides), padding, precision)
+    return _dispatch(
+        lambda a, k: cpu_kernels.conv_small_cin(a, k, strides, padding, precision),
+        lambda a, k: lax.conv_general_dilated(a, k, strides, padding, dimension_numbers=NHWC,
+                                              precision=precision),
+        lhs, rhs)
+
+
+def conv_stride2(x: jax.Array, k: jax.Array, precision=None) -> jax.Array:
+    """VALID stride-2 NHWC/HWIO convolution; on CPU with few input channels it runs as
+    :func:`cpu_kernels.conv_stride2_small_cin` (space-to-depth: faster to differentiate)."""
+    def plain(a, b):
+        return lax.conv_general_dilated(a, b, (2, 2), ((0, 0), (0, 0)), dimension_numbers=NHWC,
+                                        precision=precision)
+
+    if x.shape[3] > SMALL_CIN:
+        return plain(x, k)
+    return _dispatch(lambda a, b: cpu_kernels.conv_stride2_small_cin(a, b, precision), plain,
+                     x, k)
 
 
 # Convolution followed by BlurPool, as one strided convolution (ST-LPIPS AlexNet's conv1).
@@ -424,7 +349,7 @@ def _blur_groups(n: int, taps: tuple[float, ...], stride: int, pad: tuple[int, i
     groups = []
 
     def border(o):
-        rows = [_reflect_index(o * stride + k - lo, n) for k in range(size)]
+        rows = [reflect_index(o * stride + k - lo, n) for k in range(size)]
         start = min(rows)
         coef = [0.0] * (max(rows) - start + 1)
         for k, r in enumerate(rows):
@@ -459,69 +384,6 @@ def _compose_kernel(w: jax.Array, ch: tuple[float, ...], cw: tuple[float, ...],
     return acc
 
 
-def _s2d_stack_conv(x: jax.Array, k: jax.Array, precision) -> jax.Array:
-    """VALID stride-2 NHWC/HWIO convolution as space-to-depth (2x2 -> 4 Cin) then the kernel
-    rows stacked into channels: one (1, ceil(kw/2)) convolution over 4*ceil(kh/2)*Cin channels.
-
-    For few input channels this is ~4x faster to differentiate on XLA:CPU than the strided
-    convolution (whose input gradient has Cin outputs), and faster forward on large images.
-    Kernel taps padded to even sizes meet only zero-padded input rows, so it is exact.
-    """
-    n, h, w, c = x.shape
-    kh, kw, _, o = k.shape
-    ho, wo = (h - kh) // 2 + 1, (w - kw) // 2 + 1
-    qh, qw = -(-kh // 2), -(-kw // 2)
-    kp = jnp.pad(k, ((0, 2 * qh - kh), (0, 2 * qw - kw), (0, 0), (0, 0)))
-    kp = kp.reshape(qh, 2, qw, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(qh, qw, 4 * c, o)
-    hn, wn = 2 * (ho + qh - 1), 2 * (wo + qw - 1)
-    xp = jnp.pad(x, ((0, 0), (0, max(0, hn - h)), (0, max(0, wn - w)), (0, 0)))[:, :hn, :wn]
-    xs = xp.reshape(n, hn // 2, 2, wn // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    xs = xs.reshape(n, hn // 2, wn // 2, 4 * c)
-    u = jnp.concatenate([xs[:, a:a + ho] for a in range(qh)], axis=-1)
-    k2 = kp.transpose(1, 0, 2, 3).reshape(1, qw, qh * 4 * c, o)
-    return lax.conv_general_dilated(u, k2, (1, 1), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
-                                    precision=precision)
-
-
-S2D_FORWARD_MIN_WIDTH = 64  # output width from which the space-to-depth forward is faster
-
-
-def _conv_stride2_primal(x, k, precision):
-    def direct(a):
-        return lax.conv_general_dilated(a, k, (2, 2), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
-                                        precision=precision)
-
-    if x.shape[2] // 2 >= S2D_FORWARD_MIN_WIDTH:  # measured on XLA:CPU only
-        return lax.platform_dependent(x, cpu=lambda a: _s2d_stack_conv(a, k, precision),
-                                      default=direct)
-    return direct(x)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _conv_stride2_small_cin(x, k, precision):
-    return _conv_stride2_primal(x, k, precision)
-
-
-def _conv_stride2_small_cin_jvp(precision, primals, tangents):
-    """Forward: the faster formulation for the size; input tangent: the space-to-depth form,
-    whose transpose (the input gradient under jax.grad) is the fast one on every size."""
-    x, k = primals
-    y = _conv_stride2_primal(x, k, precision)
-
-    def direct(a, b):
-        return lax.conv_general_dilated(a, b, (2, 2), ((0, 0), (0, 0)), dimension_numbers=_NHWC,
-                                        precision=precision)
-
-    return y, _bilinear_tangent(
-        y, tangents,
-        lambda tx: lax.platform_dependent(tx, cpu=lambda a: _s2d_stack_conv(a, k, precision),
-                                          default=lambda a: direct(a, k)),
-        lambda tk: direct(x, tk))
-
-
-_conv_stride2_small_cin.defjvp(_conv_stride2_small_cin_jvp, symbolic_zeros=True)
-
-
 def conv_blur(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
               dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
               preferred_element_type=None, *, filter_size: int = 3, blur_stride: int = 2,
@@ -535,14 +397,15 @@ def conv_blur(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation
     get their own small convolutions with the exact reflected combination of rows, so the result
     equals ``blur_pool(lax.conv_general_dilated(...))`` up to float rounding. A bias added after
     the convolution commutes with the blur (its taps sum to one), so ``nn.Conv`` can take this as
-    its ``conv_general_dilated``.
+    its ``conv_general_dilated``. Plain ``lax`` convolutions differentiated by JAX, except the
+    pieces that :func:`conv_stride2` and :func:`conv_general_dilated` hand to the CPU kernels.
     """
     if (isinstance(padding, str) or feature_group_count != 1 or batch_group_count != 1
             or any(d != 1 for d in (lhs_dilation or (1, 1)))
             or any(d != 1 for d in (rhs_dilation or (1, 1)))):
         raise ValueError("conv_blur supports plain convolutions with explicit padding only")
     if (lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-            != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+            != lax.conv_dimension_numbers(lhs.shape, rhs.shape, NHWC)):
         raise ValueError("conv_blur expects NHWC inputs and HWIO kernels")
     (pt, pb), (pl, pr) = padding
     sh, sw = window_strides
@@ -562,12 +425,11 @@ def conv_blur(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation
             r0, c0 = start_h * sh, start_w * sw
             span_h, span_w = (cnt_h - 1) * step_h + k.shape[0], (cnt_w - 1) * step_w + k.shape[1]
             piece = xp[:, r0:r0 + span_h, c0:c0 + span_w, :]
-            if (step_h, step_w) == (2, 2) and cnt_h > 1 and cnt_w > 1 and \
-                    lhs.shape[3] <= SMALL_CIN:
-                cols.append(_conv_stride2_small_cin(piece, k, precision))
+            if (step_h, step_w) == (2, 2) and cnt_h > 1 and cnt_w > 1:
+                cols.append(conv_stride2(piece, k, precision))
             else:
                 cols.append(conv_general_dilated(piece, k, (step_h, step_w), ((0, 0), (0, 0)),
-                                                 dimension_numbers=_NHWC, precision=precision))
+                                                 dimension_numbers=NHWC, precision=precision))
         rows.append(cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=2))
     return rows[0] if len(rows) == 1 else jnp.concatenate(rows, axis=1)
 
@@ -585,6 +447,7 @@ def conv_blur_reference(lhs, rhs, window_strides, padding, lhs_dilation=None,
     return blur_pool_reference(y, filter_size=filter_size, stride=blur_stride, pad_more=pad_more)
 
 
+# --------------------------------------------------------------------------------------------
 # Size arithmetic (one spatial dimension), used to check inputs against a network's minimum size.
 
 def conv_out(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:

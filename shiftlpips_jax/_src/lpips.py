@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from . import cpu_kernels, layers
+from .cpu_kernels import batch_chunks  # noqa: F401 - re-exported (benchmarks use it)
 
 __all__ = ["LPIPS", "normalize_features", "upsample_bilinear", "batch_chunks", "SHIFT", "SCALE",
            "EPS"]
@@ -57,22 +59,29 @@ def normalize_features(f: jax.Array, eps: float = EPS) -> jax.Array:
     return f / (norm + eps)
 
 
-# XLA:CPU is faster on a large batch cut into chunks of about this many pixels per image batch
-# (activations stay in cache, and independent chunks overlap on the cores): +10-45% forward and
-# +25-35% input gradient for alex at 32..256 px. Capped, since each chunk adds compile time.
-CPU_CHUNK_PIXELS = 40_960   # 10 images of 64x64
-CPU_MAX_CHUNKS = 8
+def _batch_sharded(x: jax.Array) -> bool:
+    """Whether the batch axis of ``x`` is sharded over an Explicit mesh axis."""
+    spec = jax.typeof(x).sharding.spec
+    return len(spec) > 0 and spec[0] is not None
 
 
-def batch_chunks(n: int, h: int, w: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` cutting a batch of ``n`` HxW images for the default backend:
-    chunks of about :data:`CPU_CHUNK_PIXELS` on CPU, the whole batch elsewhere."""
-    if n <= 1 or jax.default_backend() != "cpu":
+def _eval_chunks(x: jax.Array, n, net=None) -> list[tuple[int, int]]:
+    """How :class:`LPIPS` cuts an evaluation batch of ``n`` images like ``x`` when lowered for
+    CPU (:func:`cpu_kernels.batch_chunks`). A batch sharded over Explicit mesh axes is not cut:
+    each device already holds a part of it, and slices across shards have no sharding."""
+    if _batch_sharded(x):
         return [(0, n)]
-    per = max(1, CPU_CHUNK_PIXELS // max(1, h * w))
-    count = min(CPU_MAX_CHUNKS, -(-n // per))
-    size = -(-n // count)
-    return [(a, min(n, a + size)) for a in range(0, n, size)]
+    return cpu_kernels.batch_chunks(n, x.shape[1], x.shape[2], tap_values=_first_tap_values(
+        net, x.shape[1], x.shape[2]))
+
+
+def _first_tap_values(net, h: int, w: int) -> int | None:
+    """Values per image in the backbone's first tap at input size ``h`` x ``w`` (None when the
+    backbone does not say its tap sizes)."""
+    if net is None or not hasattr(net, "tap_sizes") or not hasattr(net, "channels"):
+        return None
+    sh, sw = net.tap_sizes(h)[0], net.tap_sizes(w)[0]
+    return sh * sw * tuple(net.channels)[0] or None
 
 
 def _interp_matrix(out_size: int, in_size: int) -> np.ndarray:
@@ -120,11 +129,18 @@ class LPIPS(nn.Module):
 
     def features(self, x: jax.Array, *, train: bool = False) -> tuple[jax.Array, ...]:
         """Unit-normalised tap features of images ``x`` (N, H, W, 3) in [-1, 1] (float32)."""
-        bounds = [(0, x.shape[0])] if train else batch_chunks(*x.shape[:3])
-        if len(bounds) > 1:
+        if train or self.is_initializing():
+            return self._features(x, train=train)
+        bounds = _eval_chunks(x, x.shape[0], self.net)
+
+        def whole(x):
+            return self._features(x, train=False)
+
+        def chunked(x):
             parts = [self._features(x[a:b], train=False) for a, b in bounds]
             return tuple(jnp.concatenate(tap, axis=0) for tap in zip(*parts))
-        return self._features(x, train=train)
+
+        return layers.per_platform(whole, x, cpu=chunked if len(bounds) > 1 else whole)
 
     def _features(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, ...]:
         x = (x - jnp.asarray(SHIFT)) / jnp.asarray(SCALE)
@@ -176,19 +192,28 @@ class LPIPS(nn.Module):
         # both halves: ~1.7x slower input gradients), and the forward is no slower on CPU. In
         # training, batch statistics (ResNet) are per input batch, as upstream.
         size = (x.shape[1], x.shape[2]) if spatial else None
-        n = max(x.shape[0], y.shape[0])
-        bounds = [(0, n)] if train else batch_chunks(n, x.shape[1], x.shape[2])
-        if len(bounds) == 1:
+
+        def whole(x, y):
             fx, fy = self._features(x, train=train), self._features(y, train=train)
             return self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer,
                                          train=train)
-        # Eval on CPU: chunk by chunk (see batch_chunks); a batch-1 side is computed once.
-        fx_all = self._features(x, train=False) if x.shape[0] == 1 else None
-        fy_all = self._features(y, train=False) if y.shape[0] == 1 else None
-        outs = []
-        for a, b in bounds:
-            fx = fx_all if fx_all is not None else self._features(x[a:b], train=False)
-            fy = fy_all if fy_all is not None else self._features(y[a:b], train=False)
-            outs.append(self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer))
-        return jax.tree.map(lambda *o: jnp.concatenate(o, axis=0), *outs)
 
+        if train or self.is_initializing():
+            return whole(x, y)  # mutable batch statistics: no platform switch around them
+        n = y.shape[0] if x.shape[0] == 1 else x.shape[0]   # no max(): n may be symbolic
+        bounds = _eval_chunks(x if x.shape[0] != 1 else y, n, self.net)
+
+        def chunked(x, y):
+            # Chunk by chunk (see cpu_kernels.batch_chunks); a batch-1 side is computed once.
+            fx_all = self._features(x, train=False) if x.shape[0] == 1 else None
+            fy_all = self._features(y, train=False) if y.shape[0] == 1 else None
+            outs = []
+            for a, b in bounds:
+                fx = fx_all if fx_all is not None else self._features(x[a:b], train=False)
+                fy = fy_all if fy_all is not None else self._features(y[a:b], train=False)
+                outs.append(self.compare_features(fx, fy, spatial_size=size,
+                                                  per_layer=per_layer))
+            return jax.tree.map(lambda *o: jnp.concatenate(o, axis=0), *outs)
+
+        # One platform switch for the whole distance; only the CPU branch cuts the batch.
+        return layers.per_platform(whole, x, y, cpu=chunked if len(bounds) > 1 else whole)

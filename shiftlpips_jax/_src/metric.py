@@ -2,17 +2,18 @@
 
 A :class:`Metric` wraps a pure linen module (:class:`LPIPS`, or DISTS) and its variables. Calling it checks
 shapes and dtypes on the host, runs one jitted program per input shape (distance plus a fused
-min/max of the inputs) and raises on out-of-range values. For use inside your own ``jax.jit`` /
-``jax.grad`` / ``shard_map``, call the pure function ``metric.module.apply(metric.variables, x,
-y)`` (inputs in [-1, 1], no checks).
+min/max of the inputs) and raises on out-of-range values. It also works inside your own
+``jax.jit``, ``jax.grad`` and ``jax.vmap`` (shape and dtype checks still apply; the value-range
+check is skipped for traced values). The pure function ``metric.module.apply(metric.variables, x,
+y)`` (inputs in [-1, 1], no checks) is what to pass params to explicitly, e.g. inside
+``shard_map``.
 
 Example::
 
     import shiftlpips_jax as sl
     metric = sl.load("alex")                  # ST-LPIPS AlexNet (Ghildyal & Liu, ECCV 2022)
     d = metric(x, y)                          # (N, H, W, 3) in [-1, 1] -> (N,)
-    loss = lambda x: metric.module.apply(metric.variables, x, target).mean()
-    g = jax.grad(loss)(x)
+    g = jax.grad(lambda x, t: metric(x, t).mean())(x, target)
 """
 
 from __future__ import annotations
@@ -137,9 +138,10 @@ class Metric:
           over N (a scalar, or an (H, W, 1) map) with ``reduction="mean"`` / ``"sum"``.
 
         Raises:
-          ValueError / TypeError naming the problem: shapes, channels, sizes below
-          ``min_size``, dtypes, or values outside the range; ``InputError`` (a ``ValueError``)
-          for an unknown ``reduction``.
+          InputError (a ValueError) / InputTypeError (a TypeError) naming the problem: shapes,
+          channels, sizes below ``min_size``, dtypes, or values outside the range (concrete
+          inputs only: under ``jax.jit``/``jax.grad``/``jax.vmap`` of this call the range is not
+          checked); ``InputError`` for an unknown ``reduction``.
         """
         if reduction not in REDUCTIONS:
             raise InputError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; "
@@ -179,12 +181,12 @@ class Metric:
         fx, fy = tuple(fx), tuple(fy)
         taps = self._num_features
         if len(fx) != taps or len(fy) != taps:
-            raise ValueError(f"expected {taps} feature maps per input (one per tap of "
+            raise InputError(f"expected {taps} feature maps per input (one per tap of "
                              f"{self.name}); got {len(fx)} and {len(fy)}")
         for k, (a, b) in enumerate(zip(fx, fy)):
             if a.shape[1:] != b.shape[1:] or (a.shape[0] != b.shape[0] and 1 not in
                                               (a.shape[0], b.shape[0])):
-                raise ValueError(f"tap {k}: feature shapes {tuple(a.shape)} and {tuple(b.shape)} "
+                raise InputError(f"tap {k}: feature shapes {tuple(a.shape)} and {tuple(b.shape)} "
                                  "do not match (images of different sizes?)")
         return self._compare(self.variables, fx, fy, per_layer=per_layer)
 
@@ -211,7 +213,7 @@ def load(net: str = "alex", variant: str | None = None, *, checkpoint: str | Non
       cache: reuse converted weights from the cache directory.
 
     Raises:
-      ValueError: unknown net or variant (the message lists the known ones).
+      InputError (a ValueError): unknown net or variant (the message lists the known ones).
       WeightsError: missing, corrupt or checksum-mismatched weight file (names file and fix).
     """
     if checkpoint is not None:
@@ -229,11 +231,11 @@ def load(net: str = "alex", variant: str | None = None, *, checkpoint: str | Non
     canonical = backbones.NET_ALIASES.get(net, net)
     known = available_models()
     if canonical not in {n for n, _ in known}:
-        raise ValueError(f"unknown net {net!r}; pretrained nets: {sorted({n for n, _ in known})} "
+        raise InputError(f"unknown net {net!r}; pretrained nets: {sorted({n for n, _ in known})} "
                          f"(models: {known})")
     if (canonical, variant) not in registry.PRETRAINED:
         variants = sorted(v for n, v in known if n == canonical)
-        raise ValueError(f"unknown variant {variant!r} for net {canonical!r}; pretrained variants: "
+        raise InputError(f"unknown variant {variant!r} for net {canonical!r}; pretrained variants: "
                          f"{variants}. Untrained ablation backbones are built with "
                          "sl.make_backbone(...) and sl.LPIPS(net=...).")
     variables, module = registry.load_pretrained(canonical, variant, weights=weights, cache=cache,

