@@ -7,7 +7,6 @@ import csv
 import hashlib
 import io
 import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 from PIL import Image
 
 from file_faults import make_fifo, no_hang, photo, png_declaring, save
+from shared_helpers import example_folders
 from shiftlpips_jax import cli
 from shiftlpips_jax._src import compare as compare_cli, images, outputs
 from shiftlpips_jax._src.errors import InputError
@@ -36,15 +36,7 @@ def _digests(*folders) -> dict:
 
 @pytest.fixture
 def folders(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    for name in ("ex_ref", "ex_p0", "ex_p1"):
-        shutil.copy(example_path(name), a / f"{name}.png")
-    shutil.copy(example_path("ex_p0"), b / "ex_ref.png")
-    shutil.copy(example_path("ex_p1"), b / "ex_p0.png")
-    shutil.copy(example_path("ex_ref"), b / "ex_p1.png")
-    return a, b
+    return example_folders(tmp_path)
 
 
 @pytest.fixture

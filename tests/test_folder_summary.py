@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from shared_helpers import example_folders
 from shiftlpips_jax import cli
 from shiftlpips_jax._src.images import example_path
 from shiftlpips_jax.errors import InputError
@@ -22,14 +23,7 @@ def _run(capsys, *argv):
 
 
 def _folders(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    for name in ("ex_ref", "ex_p0", "ex_p1"):
-        shutil.copy(example_path(name), a / f"{name}.png")
-    shutil.copy(example_path("ex_p0"), b / "ex_ref.png")
-    shutil.copy(example_path("ex_p1"), b / "ex_p0.png")
-    shutil.copy(example_path("ex_ref"), b / "ex_p1.png")
+    a, b = example_folders(tmp_path)
     (a / "broken.png").write_bytes(b"not a png")
     shutil.copy(example_path("ex_ref"), b / "broken.png")
     return a, b

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
+from shared_helpers import free_port as _free_port, wait_ok
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,15 +46,7 @@ def _start(data, out, devices, cache, *extra):
 
 
 def _wait(proc, timeout=600):
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return wait_ok(proc, timeout)
 
 
 def _make_data(root) -> None:

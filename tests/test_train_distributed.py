@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
+from shared_helpers import free_port as _free_port, wait_ok
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -47,15 +47,7 @@ def _run(args, devices, timeout=300, cache_dir=None):
 
 
 def _wait(proc, timeout=400):
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return wait_ok(proc, timeout)
 
 
 def test_sharded_step_equals_single_device_step(tmp_path):
