@@ -15,6 +15,7 @@ puts that checkout first) and prints per-round rates and the medians:
 Usage::
 
     python benchmarks/pipeline_ab.py --a /path/to/old/checkout --b . --rounds 3
+    python benchmarks/pipeline_ab.py --a OLD --b . --jobs eval --triplets 500 --rounds 5
 """
 
 from __future__ import annotations
@@ -73,7 +74,11 @@ def main(argv=None) -> int:
     p.add_argument("--b", required=True, help="checkout B")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--triplets", type=int, default=200)
+    p.add_argument("--jobs", default="eval,train", help="comma list of jobs: eval, train")
     args = p.parse_args(argv)
+    jobs = set(args.jobs.split(","))
+    if not jobs or not jobs <= {"eval", "train"}:
+        p.error(f"--jobs takes a comma list of eval, train; got {args.jobs!r}")
     sys.path.insert(0, os.path.join(HERE, "..", "tests"))
     from bapps_fixture import make_2afc
 
@@ -85,17 +90,20 @@ def main(argv=None) -> int:
         make_2afc(root_train, {"train/traditional": 64, "val/traditional": 64}, size=64, seed=1)
         for r in range(args.rounds):
             for name, checkout in (("A", args.a), ("B", args.b)):
-                row = run(EVAL, checkout, root_eval)
-                work = tempfile.mkdtemp(dir=tmp)
-                row.update(run(TRAIN, checkout, root_train, work, os.path.abspath(checkout)))
+                row = run(EVAL, checkout, root_eval) if "eval" in jobs else {}
+                if "train" in jobs:
+                    work = tempfile.mkdtemp(dir=tmp)
+                    row.update(run(TRAIN, checkout, root_train, work, os.path.abspath(checkout)))
                 results[name].append(row)
                 print(f"round {r + 1} {name}: " + ", ".join(f"{k} {v:.2f}"
                                                            for k, v in row.items()), flush=True)
     print()
-    for key in ("eval_triplets_per_s", "train_triplets_per_s", "train_run_s"):
+    for key in results["A"][0]:
         a = statistics.median(x[key] for x in results["A"])
         b = statistics.median(x[key] for x in results["B"])
-        print(f"median {key:<22} A {a:8.2f}   B {b:8.2f}   B/A {b / a:.3f}")
+        paired = statistics.median(y[key] / x[key] for x, y in zip(results["A"], results["B"]))
+        print(f"median {key:<22} A {a:8.2f}   B {b:8.2f}   B/A {b / a:.3f}   "
+              f"median of per-round B/A {paired:.3f}")
     return 0
 
 

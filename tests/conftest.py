@@ -79,5 +79,11 @@ def pretrained_goldens():
 
 
 @pytest.fixture(scope="session")
+def dists_goldens():
+    """The official DISTS_pytorch values (tests/goldens/make_dists_goldens.py)."""
+    return np.load(os.path.join(GOLDENS, "dists.npz"))
+
+
+@pytest.fixture(scope="session")
 def preset_goldens():
     return np.load(os.path.join(GOLDENS, "presets.npz"))

@@ -12,21 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import GOLDENS, assert_parity
+from conftest import assert_parity
 from shiftlpips_jax import evaluation as ev
 from shiftlpips_jax._src import dists as dm
 from shiftlpips_jax._src.dists import DISTS, l2_pool, load_dists, load_dists_variables
 from shiftlpips_jax._src.errors import ShiftLPIPSError, WeightsError
-
-
-@pytest.fixture(scope="module")
-def goldens():
-    return np.load(os.path.join(GOLDENS, "dists.npz"))
-
-
-@pytest.fixture(scope="module")
-def pre():
-    return np.load(os.path.join(GOLDENS, "pretrained.npz"))
 
 
 @pytest.fixture(scope="module")
@@ -61,43 +51,43 @@ def jitted(dists):
 # ------------------------------------------------------------------------------------ parity
 
 @pytest.mark.parametrize("size", ["64", "256"])
-def test_parity_square_photos(goldens, pre, jitted, size):
-    x, y = _pairs(pre[f"images{size}"], pre[f"pairs{size}"])
-    assert_parity(jitted(x, y), goldens[f"d{size}"], f"DISTS {size}x{size}")
+def test_parity_square_photos(dists_goldens, pretrained_goldens, jitted, size):
+    x, y = _pairs(pretrained_goldens[f"images{size}"], pretrained_goldens[f"pairs{size}"])
+    assert_parity(jitted(x, y), dists_goldens[f"d{size}"], f"DISTS {size}x{size}")
 
 
-def test_parity_example_triplet(goldens, example, jitted):
+def test_parity_example_triplet(dists_goldens, example, jitted):
     ref, p0, p1 = (_unit(a[None]) for a in example)
     d = np.concatenate([np.asarray(jitted(ref, p0)), np.asarray(jitted(ref, p1))])
-    assert_parity(d, goldens["d64"][:2], "DISTS example triplet")
+    assert_parity(d, dists_goldens["d64"][:2], "DISTS example triplet")
     assert d[1] < d[0]   # p1 is the closer one, as for LPIPS
 
 
 @pytest.mark.parametrize("size", ["96x128", "75x101"])
-def test_parity_non_square(goldens, jitted, size):
-    x, y = _pairs(goldens[f"images{size}"], goldens[f"pairs{size}"])
+def test_parity_non_square(dists_goldens, jitted, size):
+    x, y = _pairs(dists_goldens[f"images{size}"], dists_goldens[f"pairs{size}"])
     assert x.shape[1:3] == tuple(int(s) for s in size.split("x"))
-    assert_parity(jitted(x, y), goldens[f"d{size}"], f"DISTS {size}")
+    assert_parity(jitted(x, y), dists_goldens[f"d{size}"], f"DISTS {size}")
 
 
-def test_parity_odd_width_shift_pairs(goldens, pre, jitted):
-    assert_parity(jitted(_unit(pre["shift64_a"]), _unit(pre["shift64_b"])),
-                  goldens["dshift64"], "DISTS 64x61")
+def test_parity_odd_width_shift_pairs(dists_goldens, pretrained_goldens, jitted):
+    assert_parity(jitted(_unit(pretrained_goldens["shift64_a"]), _unit(pretrained_goldens["shift64_b"])),
+                  dists_goldens["dshift64"], "DISTS 64x61")
 
 
-def test_per_layer_terms_match_reference(goldens, pre, dists):
+def test_per_layer_terms_match_reference(dists_goldens, pretrained_goldens, dists):
     variables, model = dists
-    x, y = _pairs(pre["images64"], pre["pairs64"])
+    x, y = _pairs(pretrained_goldens["images64"], pretrained_goldens["pairs64"])
     d, terms = model.apply(variables, x, y, per_layer=True)
-    np.testing.assert_allclose(np.stack(terms, axis=1), goldens["layers64"], atol=2e-6)
+    np.testing.assert_allclose(np.stack(terms, axis=1), dists_goldens["layers64"], atol=2e-6)
     np.testing.assert_allclose(1.0 - np.sum(np.stack(terms, 1), 1), d, atol=1e-6)
 
 
-def test_constant_and_identical_images_match_reference(goldens, pre, jitted):
-    photo = _unit(pre["images64"][[3]])
+def test_constant_and_identical_images_match_reference(dists_goldens, pretrained_goldens, jitted):
+    photo = _unit(pretrained_goldens["images64"][[3]])
     grey = _unit(np.full((1, 64, 64, 3), 128, np.uint8))
     d = np.concatenate([np.asarray(jitted(grey, photo)), np.asarray(jitted(photo, photo))])
-    assert_parity(d, goldens["dconst"], "DISTS constant / identical")
+    assert_parity(d, dists_goldens["dconst"], "DISTS constant / identical")
     assert d[1] == pytest.approx(0.0, abs=1e-6)
 
 
@@ -118,21 +108,21 @@ def test_l2_pool_is_the_hanning_filter_with_zero_padding():
 
 # --------------------------------------------------------------------------------- gradients
 
-def test_input_gradient_matches_torch_autograd(goldens, pre, grad_both):
+def test_input_gradient_matches_torch_autograd(dists_goldens, pretrained_goldens, grad_both):
     grad = lambda a, b: grad_both(a, b)[0]
-    for row, want01 in zip(goldens["grad64_pairs"], goldens["grad64"]):
-        a, b = pre["pairs64"][row]
-        g = np.asarray(grad(_unit(pre["images64"][[a]]), _unit(pre["images64"][[b]]))[0])
+    for row, want01 in zip(dists_goldens["grad64_pairs"], dists_goldens["grad64"]):
+        a, b = pretrained_goldens["pairs64"][row]
+        g = np.asarray(grad(_unit(pretrained_goldens["images64"][[a]]), _unit(pretrained_goldens["images64"][[b]]))[0])
         want = 0.5 * want01   # d/dx of x in [-1, 1] = 0.5 * d/du of u = (x + 1) / 2
         scale = np.abs(want).max()
         np.testing.assert_allclose(g, want, atol=2e-4 * scale)
         assert np.linalg.norm(g - want) / np.linalg.norm(want) < 1e-3
 
 
-def test_jvp_matches_central_difference_on_pixels(pre, dists):
+def test_jvp_matches_central_difference_on_pixels(pretrained_goldens, dists):
     variables, model = dists
-    x = _unit(pre["images64"][[3]])
-    y = _unit(pre["images64"][[4]])
+    x = _unit(pretrained_goldens["images64"][[3]])
+    y = _unit(pretrained_goldens["images64"][[4]])
     apply = jax.jit(lambda v, a, b: model.apply(v, a, b)[0])
     f = lambda a: apply(variables, a, y)
     g = np.asarray(jax.jit(jax.grad(apply, argnums=1))(variables, x, y))
@@ -162,8 +152,8 @@ def test_jvp_matches_central_difference_on_pixels(pre, dists):
 
 @pytest.mark.parametrize("case", ["identical", "both_constant", "one_constant", "black",
                                   "white"])
-def test_gradients_are_finite(pre, grad_both, case):
-    photo = _unit(pre["images64"][[3]])
+def test_gradients_are_finite(pretrained_goldens, grad_both, case):
+    photo = _unit(pretrained_goldens["images64"][[3]])
     grey = jnp.zeros((1, 64, 64, 3)) + 0.1
     x, y = {"identical": (photo, photo), "both_constant": (grey, grey * 0.5),
             "one_constant": (grey, photo), "black": (-jnp.ones_like(photo), photo),
@@ -177,9 +167,9 @@ def test_gradients_are_finite(pre, grad_both, case):
 
 # -------------------------------------------------------------------------------- transforms
 
-def test_jit_eager_vmap_and_cached_features_agree(pre, dists):
+def test_jit_eager_vmap_and_cached_features_agree(pretrained_goldens, dists):
     variables, model = dists
-    x, y = _pairs(pre["images64"], pre["pairs64"][2:6])
+    x, y = _pairs(pretrained_goldens["images64"], pretrained_goldens["pairs64"][2:6])
     eager = np.asarray(model.apply(variables, x, y))
     jitted = np.asarray(jax.jit(model.apply)(variables, x, y))
     vmapped = np.asarray(jax.vmap(lambda a, b: model.apply(variables, a[None], b[None])[0])(x, y))
@@ -194,9 +184,9 @@ def test_jit_eager_vmap_and_cached_features_agree(pre, dists):
     np.testing.assert_allclose(one, each, rtol=1e-5, atol=1e-6)
 
 
-def test_large_batch_chunks_equal_one_by_one(pre, dists):
+def test_large_batch_chunks_equal_one_by_one(pretrained_goldens, dists):
     variables, model = dists
-    x, y = _pairs(pre["images64"], pre["pairs64"])   # 26 images: several CPU chunks
+    x, y = _pairs(pretrained_goldens["images64"], pretrained_goldens["pairs64"])   # 26 images: several CPU chunks
     apply = jax.jit(model.apply)
     whole = np.asarray(apply(variables, x, y))
     parts = np.concatenate([np.asarray(apply(variables, x[i:i + 1], y[i:i + 1]))
@@ -204,9 +194,9 @@ def test_large_batch_chunks_equal_one_by_one(pre, dists):
     np.testing.assert_allclose(whole[[0, 11, 25]], parts, rtol=1e-5, atol=1e-6)
 
 
-def test_jax_export_round_trip(pre, dists):
+def test_jax_export_round_trip(pretrained_goldens, dists):
     variables, model = dists
-    x, y = _pairs(pre["images64"], pre["pairs64"][2:4])
+    x, y = _pairs(pretrained_goldens["images64"], pretrained_goldens["pairs64"][2:4])
     fn = jax.jit(lambda v, a, b: model.apply(v, a, b))
     exported = jax.export.export(fn)(variables, x, y)
     assert exported.in_avals[-1].shape == (2, 64, 64, 3)
@@ -259,16 +249,16 @@ def _read_set(root, name):
     return load("ref"), load("p0"), load("p1")
 
 
-def test_dists_distance_scores_a_bapps_fixture(tmp_path, goldens, pre):
+def test_dists_distance_scores_a_bapps_fixture(tmp_path, dists_goldens, pretrained_goldens):
     from bapps_fixture import make_2afc
     from shiftlpips_jax import data
 
     dist = ev.get_distance("dists")
     assert dist is ev.dists_distance() and dist.key == "dists"
-    x, y = _pairs(pre["images64"], pre["pairs64"][:4])
+    x, y = _pairs(pretrained_goldens["images64"], pretrained_goldens["pairs64"][:4])
     direct_fn = jax.jit(lambda p, a, b: dist.compare(p, dist.features(p, a), dist.features(p, b)))
     direct = lambda a, b: direct_fn(dist.params, a, b)
-    assert_parity(direct(x, y), goldens["d64"][:4], "DISTS Distance")
+    assert_parity(direct(x, y), dists_goldens["d64"][:4], "DISTS Distance")
 
     root = make_2afc(tmp_path / "2afc", {"val/traditional": 6}, size=64, seed=3, ties=1)
     res = ev.evaluate_2afc(data.read_2afc(root, ["val/traditional"]), dist, shifts=(1,),

@@ -1,5 +1,5 @@
 """``sl.load("dists")``: the Metric contract of the LPIPS models, under jit, grad, vmap and
-``jax.shard_map`` (4 fake CPU devices, default checks), against the official goldens."""
+``jax.shard_map`` (4 fake CPU devices, default checks), against the official dists_goldens."""
 
 from __future__ import annotations
 
@@ -23,19 +23,9 @@ def dists():
     return sl.load("dists")
 
 
-@pytest.fixture(scope="module")
-def goldens():
-    return np.load(os.path.join(GOLDENS, "dists.npz"))
-
-
-@pytest.fixture(scope="module")
-def pre():
-    return np.load(os.path.join(GOLDENS, "pretrained.npz"))
-
-
-def _u8_pairs(pre, rows):
-    pairs = pre["pairs64"][rows]
-    return pre["images64"][pairs[:, 0]], pre["images64"][pairs[:, 1]]
+def _u8_pairs(pretrained_goldens, rows):
+    pairs = pretrained_goldens["pairs64"][rows]
+    return pretrained_goldens["images64"][pairs[:, 0]], pretrained_goldens["images64"][pairs[:, 1]]
 
 
 def test_load_lists_and_names_dists(dists):
@@ -47,9 +37,9 @@ def test_load_lists_and_names_dists(dists):
         sl.load("dists", "lpips")
 
 
-def test_official_values_in_every_input_form(dists, goldens, pre):
-    a, b = _u8_pairs(pre, slice(0, 6))
-    want = goldens["d64"][:6]
+def test_official_values_in_every_input_form(dists, dists_goldens, pretrained_goldens):
+    a, b = _u8_pairs(pretrained_goldens, slice(0, 6))
+    want = dists_goldens["d64"][:6]
     assert_parity(dists(a, b), want, "uint8")
     assert_parity(dists(a / 127.5 - 1.0, b / 127.5 - 1.0), want, "[-1, 1]")
     assert_parity(dists(a / 255.0, b / 255.0, normalize=True), want, "[0, 1]")
@@ -57,7 +47,7 @@ def test_official_values_in_every_input_form(dists, goldens, pre):
     d, layers = dists(a, b, per_layer=True)
     assert len(layers) == 6
     np.testing.assert_allclose(1.0 - sum(np.asarray(t) for t in layers), d, rtol=1e-5, atol=1e-6)
-    assert_parity(np.stack([np.asarray(t) for t in layers], axis=1), goldens["layers64"][:6],
+    assert_parity(np.stack([np.asarray(t) for t in layers], axis=1), dists_goldens["layers64"][:6],
                   "per-layer terms")
     cached = dists.distance_from_features(dists.features(a), dists.features(b))
     np.testing.assert_allclose(cached, dists(a, b), rtol=1e-5, atol=1e-6)
@@ -87,8 +77,8 @@ def test_same_validation_and_messages_as_lpips(dists, alex):
                                      dists.features(np.zeros((1, 32, 32, 3), np.float32)))
 
 
-def test_jit_grad_vmap_equal_the_plain_call(dists, pre):
-    a, b = _u8_pairs(pre, slice(2, 5))
+def test_jit_grad_vmap_equal_the_plain_call(dists, pretrained_goldens):
+    a, b = _u8_pairs(pretrained_goldens, slice(2, 5))
     x = jnp.asarray(a[:, :32, :32] / 127.5 - 1.0, jnp.float32)
     y = jnp.asarray(b[:, :32, :32] / 127.5 - 1.0, jnp.float32)
     plain = np.asarray(dists(x, y))
@@ -114,11 +104,11 @@ def test_jit_grad_vmap_equal_the_plain_call(dists, pre):
         np.testing.assert_allclose(other, eager, rtol=1e-5, atol=1e-5 * scale)
 
 
-def test_msssim_module_fits_the_metric_wrapper(pre):
+def test_msssim_module_fits_the_metric_wrapper(pretrained_goldens):
     from shiftlpips_jax import evaluation as ev
     m = sl.Metric(MSSSIM(), {}, net="msssim", variant="RGB")
     assert m.min_size == 33 and not m.has_spatial_map
-    a, b = _u8_pairs(pre, slice(0, 3))
+    a, b = _u8_pairs(pretrained_goldens, slice(0, 3))
     dist = ev.get_distance("msssim")
     want = dist(jnp.asarray(a / 127.5 - 1.0, jnp.float32), jnp.asarray(b / 127.5 - 1.0,
                                                                        jnp.float32))
@@ -137,8 +127,8 @@ def _shard_worker() -> None:
 
     assert jax.device_count() == 4, jax.devices()
     metric = sl.load("dists")
-    pre = np.load(os.path.join(GOLDENS, "pretrained.npz"))
-    a, b = _u8_pairs(pre, slice(0, 8))
+    pretrained_goldens = np.load(os.path.join(GOLDENS, "pretrained.npz"))
+    a, b = _u8_pairs(pretrained_goldens, slice(0, 8))
     x = jnp.asarray(a[:, :32, :32] / 127.5 - 1.0, jnp.float32)
     y = jnp.asarray(b[:, :32, :32] / 127.5 - 1.0, jnp.float32)
     mesh = jax.make_mesh((4,), ("data",))

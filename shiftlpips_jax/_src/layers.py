@@ -297,13 +297,24 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1,
                          precision=None, preferred_element_type=None):
     """``lax.conv_general_dilated``; on CPU, NHWC convolutions with <= :data:`SMALL_CIN` input
-    channels (the image-facing conv) take :func:`cpu_kernels.conv_small_cin`'s input gradient.
+    channels (the image-facing conv) take :func:`cpu_kernels.conv_small_cin`'s input gradient,
+    and stride-1 convolutions over maps of at most :data:`cpu_kernels.SMALL_MAP` pixels a side
+    run as :func:`cpu_kernels.conv_small_map` (no multiply-adds on padding).
 
     A drop-in for ``nn.Conv(conv_general_dilated=...)``; anything other than a plain NHWC/HWIO
     convolution with explicit padding and few input channels goes to ``lax`` unchanged.
     """
     plain = _is_plain_nhwc(lhs, rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                            feature_group_count, batch_group_count, preferred_element_type)
+    if (plain and rhs.shape[2] == lhs.shape[3] > SMALL_CIN
+            and all(int(s) == 1 for s in window_strides) and rhs.shape[0] * rhs.shape[1] > 1
+            and max(lhs.shape[1], lhs.shape[2]) <= cpu_kernels.SMALL_MAP):
+        padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+        return _dispatch(
+            lambda a, k: cpu_kernels.conv_small_map(a, k, padding, precision),
+            lambda a, k: lax.conv_general_dilated(a, k, (1, 1), padding, dimension_numbers=NHWC,
+                                                  precision=precision),
+            lhs, rhs)
     if not plain or not rhs.shape[2] == lhs.shape[3] <= SMALL_CIN:
         return lax.conv_general_dilated(
             lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,

@@ -15,19 +15,26 @@ from __future__ import annotations
 
 from shiftlpips_jax._src import compare, distributed, images
 
-__all__ = ["add_parser", "add_model_args"]
+__all__ = ["add_parser", "add_model_args", "add_metric_args"]
 
 
-def add_model_args(p) -> None:
-    """The model and image-reading options ``compare`` and ``pairs`` share."""
-    p.add_argument("--net", default=None,
-                   help="alex (default), vgg, dists (DISTS) or msssim ((1 - MS-SSIM) / 2 on RGB)")
+def add_metric_args(p, *, nets: str) -> None:
+    """``--net``, ``--variant`` and ``--checkpoint``, the way every job that scores images takes
+    them (``compare``, ``pairs``, ``eval``); ``nets`` is the help text listing the nets the job
+    accepts."""
+    p.add_argument("--net", default=None, help=nets)
     p.add_argument("--variant", default=None,
                    help="for alex and vgg: shift_tolerant (ST-LPIPS, default) or lpips (LPIPS "
                         "v0.1)")
     p.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="a metric directory (from convert/ or training) instead of --net and "
                         "--variant (not together with them)")
+
+
+def add_model_args(p) -> None:
+    """The model and image-reading options ``compare`` and ``pairs`` share."""
+    add_metric_args(p, nets="alex (default), vgg, dists (DISTS) or msssim ((1 - MS-SSIM) / 2 "
+                            "on RGB)")
     p.add_argument("--resize", action="store_true",
                    help="resize images of a different size to the first one's size (bicubic)")
     images.add_reading_args(p)

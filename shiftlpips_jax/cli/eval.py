@@ -16,6 +16,7 @@ from shiftlpips_jax._src import distributed
 from shiftlpips_jax._src import images as images_lib
 from shiftlpips_jax._src.evaluation import job, runner
 from shiftlpips_jax._src.evaluation import distances as _distances
+from shiftlpips_jax.cli.compare import add_metric_args
 
 __all__ = ["add_parser"]
 
@@ -44,14 +45,8 @@ def add_parser(sub) -> None:
                    help="2afc (2AFC score and r_rf, default) or jnd (JND mAP)")
     p.add_argument("--datasets", nargs="+", default=None, metavar="SET",
                    help="sets such as val/traditional val/cnn (default: every val set present)")
-    p.add_argument("--net", default=None,
-                   help="alex (default), vgg or dists; l2, ssim or msssim for the baselines")
-    p.add_argument("--variant", default=None,
-                   help="for alex and vgg: shift_tolerant (ST-LPIPS, default) or lpips "
-                        "(LPIPS v0.1)")
-    p.add_argument("--checkpoint", default=None, metavar="DIR",
-                   help="a metric directory instead of --net and --variant (not together "
-                        "with them)")
+    add_metric_args(p, nets="alex (default), vgg or dists; l2, ssim or msssim for the "
+                            "baselines")
     p.add_argument("--colorspace", default=None, choices=_distances.COLORSPACES,
                    help="colour space of the baselines only: default Lab for l2 and ssim (as "
                         "upstream), RGB for msssim (as pytorch-msssim)")
