@@ -213,6 +213,26 @@ def test_wrapper_composes_with_jit_grad_vmap(alex, example):
     assert np.isfinite(jax.jit(alex)(x + 3, y)).all()
 
 
+def test_float64_inputs_compute_in_float32_with_float64_gradient(alex, example):
+    """README: with jax_enable_x64, float64 images are computed in float32 (float32 distances,
+    equal to the float32 call) and the gradient with respect to a float64 input is float64."""
+    ref, p0, p1 = (img[:32, :32] for img in example)
+    x32 = np.stack([_float(p0), _float(p1)]).astype(np.float32)
+    y32 = np.stack([_float(ref)] * 2).astype(np.float32)
+    want = np.asarray(alex(x32, y32))
+    g_want = np.asarray(jax.grad(lambda a: alex(a, y32).sum())(jnp.asarray(x32)))
+    with jax.enable_x64(True):
+        x64, y64 = jnp.asarray(x32, jnp.float64), jnp.asarray(y32, jnp.float64)
+        assert x64.dtype == jnp.float64
+        d = alex(x64, y64)
+        g = jax.grad(lambda a: alex(a, y64).sum())(x64)
+    assert d.dtype == jnp.float32 and g.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(d), want, rtol=1e-6)
+    assert np.isfinite(np.asarray(g)).all()
+    np.testing.assert_allclose(np.asarray(g), g_want, rtol=1e-5,
+                               atol=1e-6 * float(np.abs(g_want).max()))
+
+
 def test_gradient_finite_at_identical_inputs(metrics, example):
     ref = jnp.asarray(_float(example[0][:40, :40]))[None]
     for key, m in metrics.items():
