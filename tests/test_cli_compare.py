@@ -3,7 +3,6 @@
 import csv
 import io
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from PIL import Image
 from shiftlpips_jax import cli
 from shiftlpips_jax._src.images import example_path
 from conftest import REPO
+from shared_helpers import example_folders
 
 
 def _run(capsys, *argv):
@@ -40,14 +40,10 @@ def test_compare_other_model_and_heat_map(capsys, tmp_path, metrics, example):
 
 
 def _folders(tmp_path, example):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
-    for name in ("ex_ref", "ex_p0", "ex_p1"):
-        shutil.copy(example_path(name), a / f"{name}.png")
-    shutil.copy(example_path("ex_p0"), b / "ex_ref.png")
-    shutil.copy(example_path("ex_p1"), b / "ex_p0.png")
-    shutil.copy(example_path("ex_ref"), b / "only_in_b.png")
+    """The shared example folders, with b's ex_p1.png renamed so that each folder holds one
+    name the other lacks."""
+    a, b = example_folders(tmp_path)
+    os.replace(b / "ex_p1.png", b / "only_in_b.png")
     return a, b
 
 

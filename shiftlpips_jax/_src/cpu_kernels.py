@@ -374,7 +374,7 @@ def _per_tap_conv(x: jax.Array, w: jax.Array,
     """Stride-1 NHWC/HWIO convolution as a sum over kernel taps of ``(rows, Cin) @ (Cin, Cout)``
     products, each over just the outputs whose tap lands inside the map (accumulated in at
     least float32)."""
-    n, h, wd, _ = x.shape
+    _, h, wd, _ = x.shape
     kh, kw, _, _ = w.shape
     (pt, pb), (pl, pr) = padding
     ho, wo = h + pt + pb - kh + 1, wd + pl + pr - kw + 1

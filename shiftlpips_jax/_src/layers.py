@@ -301,33 +301,31 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     and stride-1 convolutions over maps of at most :data:`cpu_kernels.SMALL_MAP` pixels a side
     run as :func:`cpu_kernels.conv_small_map` (no multiply-adds on padding).
 
-    A drop-in for ``nn.Conv(conv_general_dilated=...)``; anything other than a plain NHWC/HWIO
-    convolution with explicit padding and few input channels goes to ``lax`` unchanged.
+    A drop-in for ``nn.Conv(conv_general_dilated=...)``; anything else (not a plain NHWC/HWIO
+    convolution with explicit padding, or neither case above) goes to ``lax`` unchanged.
     """
-    plain = _is_plain_nhwc(lhs, rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-                           feature_group_count, batch_group_count, preferred_element_type)
-    if (plain and rhs.shape[2] == lhs.shape[3] > SMALL_CIN
-            and all(int(s) == 1 for s in window_strides) and rhs.shape[0] * rhs.shape[1] > 1
-            and max(lhs.shape[1], lhs.shape[2]) <= cpu_kernels.SMALL_MAP):
-        padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-        return _dispatch(
-            lambda a, k: cpu_kernels.conv_small_map(a, k, padding, precision),
-            lambda a, k: lax.conv_general_dilated(a, k, (1, 1), padding, dimension_numbers=NHWC,
-                                                  precision=precision),
-            lhs, rhs)
-    if not plain or not rhs.shape[2] == lhs.shape[3] <= SMALL_CIN:
-        return lax.conv_general_dilated(
-            lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
-            rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-            feature_group_count=feature_group_count, batch_group_count=batch_group_count,
-            precision=precision, preferred_element_type=preferred_element_type)
-    strides = tuple(int(s) for s in window_strides)
-    padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-    return _dispatch(
-        lambda a, k: cpu_kernels.conv_small_cin(a, k, strides, padding, precision),
-        lambda a, k: lax.conv_general_dilated(a, k, strides, padding, dimension_numbers=NHWC,
-                                              precision=precision),
-        lhs, rhs)
+    if (_is_plain_nhwc(lhs, rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                       feature_group_count, batch_group_count, preferred_element_type)
+            and rhs.shape[2] == lhs.shape[3]):
+        strides = tuple(int(s) for s in window_strides)
+        pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+        cpu = None
+        if rhs.shape[2] <= SMALL_CIN:
+            cpu = lambda a, k: cpu_kernels.conv_small_cin(a, k, strides, pads, precision)  # noqa: E731
+        elif (strides == (1, 1) and rhs.shape[0] * rhs.shape[1] > 1
+              and max(lhs.shape[1], lhs.shape[2]) <= cpu_kernels.SMALL_MAP):
+            cpu = lambda a, k: cpu_kernels.conv_small_map(a, k, pads, precision)  # noqa: E731
+        if cpu is not None:
+            return _dispatch(
+                cpu,
+                lambda a, k: lax.conv_general_dilated(a, k, strides, pads, dimension_numbers=NHWC,
+                                                      precision=precision),
+                lhs, rhs)
+    return lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count, batch_group_count=batch_group_count,
+        precision=precision, preferred_element_type=preferred_element_type)
 
 
 def conv_stride2(x: jax.Array, k: jax.Array, precision=None) -> jax.Array:
