@@ -23,9 +23,10 @@ run; ``dists/official`` is DISTS); images are each model's smallest valid size (
 per device; cases that share a program compile together, and ``eval_shape`` reuses that
 program's trace. Knobs that select CPU code paths by size are set so that the small images take
 them too: the batch chunking (on ``alex/lpips``: chunks of 2 pairs) and the space-to-depth
-forward of the stride-2 convolution (on ``alex/shift_tolerant``). Every model runs in one
-worker process started with 4 fake devices (the device count is fixed when JAX starts; this
-file is the worker: ``python tests/test_transforms.py OUT.json``); a group of cases that fails
+forward of the stride-2 convolution (on ``alex/shift_tolerant``). Each model runs in its
+own worker process started with 4 fake devices (the device count is fixed when JAX starts; this
+file is the worker: ``python tests/test_transforms.py OUT.json MODEL``), so pytest-xdist
+spreads the models over its workers; a group of cases that fails
 reruns case by case to name the failing case.
 """
 
@@ -324,13 +325,10 @@ def _run_model(net, variant, pretrained, knobs) -> dict:
     return {"cases": results, "seconds": time.process_time() - start, "shape": shape}
 
 
-def worker(out_path: str) -> None:
-    """Runs every case of every model; writes {"devices", "models": {model: ...}} to out_path."""
+def worker(out_path: str, model: str) -> None:
+    """Runs every case of one model; writes {"devices", "model": ...} to out_path."""
     import jax
-    report = {"devices": jax.device_count(), "models": {}}
-    for model, spec in MODELS.items():
-        report["models"][model] = _run_model(*spec)
-        jax.clear_caches()
+    report = {"devices": jax.device_count(), "model": _run_model(*MODELS[model])}
     tmp = out_path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(report, fh, indent=1)
@@ -340,27 +338,27 @@ def worker(out_path: str) -> None:
 # -------------------------------------------------------------------------------------------
 # Tests.
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    """The worker's report: every model's cases, computed once in a 4-device process."""
-    out = str(tmp_path_factory.mktemp("transforms") / "report.json")
+def _report(model, tmp_path):
+    """One model's cases, computed in a fresh 4-device process (one process per model, so
+    pytest-xdist spreads the models over its workers and none runs twice)."""
+    out = str(tmp_path / "report.json")
     env = dict(os.environ)
     env["XLA_FLAGS"] = XLA_FLAGS
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), out], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), out, model], cwd=REPO,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=3000)
     assert proc.returncode == 0, proc.stdout[-4000:]
     with open(out) as fh:
         report = json.load(fh)
     assert report["devices"] == DEVICES
-    return report
+    return report["model"]
 
 
 @pytest.mark.parametrize("model", list(MODELS))
-def test_every_transform_equals_plain_result(report, model):
-    result = report["models"][model]
+def test_every_transform_equals_plain_result(model, tmp_path):
+    result = _report(model, tmp_path)
     assert sorted(result["cases"]) == sorted(CASES)
     failed = {case: r for case, r in result["cases"].items()
               if "error" in r or not r["rel_err"] <= TOL}
@@ -373,4 +371,4 @@ def test_every_transform_equals_plain_result(report, model):
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1])
+    worker(sys.argv[1], sys.argv[2])
