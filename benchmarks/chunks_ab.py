@@ -1,7 +1,8 @@
 """Our LPIPS against variants of itself and the JAX peers, one workload, alternating rounds.
 
 Variants: ``new`` (as shipped), ``oldchunk`` (batch chunks by input pixels only, the rule before
-``cpu_kernels.CPU_CHUNK_VALUES``), ``nosmallmap`` (no ``cpu_kernels.conv_small_map``), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``old``
+``cpu_kernels.CPU_CHUNK_VALUES``), ``nosmallmap`` (no ``cpu_kernels.conv_small_map``), ``nowinograd`` (no
+``cpu_kernels.conv_winograd``), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``old``
 (= ``oldchunk``), ``default`` (the plain layers), or a peer name from benchmarks/peers.py. Prints
 median wall and CPU time and each variant's median ratio to the first one.
 
@@ -20,9 +21,11 @@ cases = {}
 def build(v):
     fn, st = peers.ours(net)
     old = cpu_kernels.CPU_CHUNK_PIXELS, cpu_kernels.CPU_MAX_CHUNKS
-    old_map = cpu_kernels.SMALL_MAP
+    old_map, old_wino = cpu_kernels.SMALL_MAP, cpu_kernels.WINOGRAD_MIN_CIN
     if v == "nosmallmap":
         cpu_kernels.SMALL_MAP = 0
+    if v == "nowinograd":
+        cpu_kernels.WINOGRAD_MIN_CIN = 1 << 30
     if v.startswith("chunk"):
         cpu_kernels.CPU_CHUNK_PIXELS = int(v[5:])
     if v in ("oldchunk", "old"):
@@ -38,7 +41,7 @@ def build(v):
     finally:
         cpu_kernels.CPU_CHUNK_PIXELS, cpu_kernels.CPU_MAX_CHUNKS = old
         cpu_kernels.CPU_CHUNK_VALUES = 655_360
-        cpu_kernels.SMALL_MAP = old_map
+        cpu_kernels.SMALL_MAP, cpu_kernels.WINOGRAD_MIN_CIN = old_map, old_wino
     return c
 for v in variants:
     if v in peers.BUILDERS:

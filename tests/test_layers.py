@@ -197,6 +197,44 @@ def test_small_map_conv_equals_lax(xs, ws, padding):
 
 
 # -------------------------------------------------------------------------------------------
+# 3x3 stride-1 convolution with many input channels, Winograd F(2x2, 3x3) == lax.
+
+WINOGRAD_CASES = [((2, 15, 15, 192), (3, 3, 192, 8), ((1, 1), (1, 1))),  # LPIPS alex conv3, 256
+                  ((2, 8, 9, 6), (3, 3, 6, 5), ((1, 1), (1, 1))),        # odd width: a cut tile
+                  ((3, 7, 6, 6), (3, 3, 6, 4), ((0, 0), (0, 0))),        # VALID
+                  ((2, 9, 8, 6), (3, 3, 6, 4), ((2, 0), (1, 3))),        # asymmetric padding
+                  ((2, 9, 10, 6), (3, 3, 6, 4), ((-1, 1), (1, -1)))]     # negative padding
+
+
+@pytest.mark.parametrize("xs,ws,padding", WINOGRAD_CASES)
+def test_winograd_conv_equals_lax(xs, ws, padding, monkeypatch):
+    # Cases with few channels take the kernel by lowering its threshold.
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD_MIN_CIN", min(xs[3], cpu_kernels.WINOGRAD_MIN_CIN))
+    assert min(xs[1:3]) > cpu_kernels.SMALL_MAP and xs[3] > layers.SMALL_CIN
+    x = jax.random.normal(jax.random.key(0), xs)
+    w = jax.random.normal(jax.random.key(1), ws)
+    out_shape = jax.eval_shape(lambda a, k: lax.conv_general_dilated(
+        a, k, (1, 1), padding, dimension_numbers=NHWC), x, w).shape
+    ct = jax.random.normal(jax.random.key(2), out_shape)
+    kw = dict(strides=(1, 1), padding=padding)
+    want = _conv_all(x, w, ct, conv=lax.conv_general_dilated, **kw)
+    got = _conv_all(x, w, ct, conv=layers.conv_general_dilated, **kw)
+    for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert g.shape == h.shape
+        np.testing.assert_allclose(g, h, atol=1e-5 * float(jnp.abs(h).max()))
+    # The forward pass is the Winograd form on CPU (dots, no convolution); bfloat16 inputs stay
+    # on the plain convolution.
+    def conv(a, k):
+        return layers.conv_general_dilated(a, k, (1, 1), padding, dimension_numbers=NHWC)
+
+    with layers.kernels_for("cpu"):
+        jaxpr = str(jax.make_jaxpr(conv)(x, w))
+        assert jaxpr.count("dot_general") == 16 and "conv_general_dilated" not in jaxpr
+        lo = str(jax.make_jaxpr(conv)(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)))
+        assert "dot_general" not in lo
+
+
+# -------------------------------------------------------------------------------------------
 # Conv straight into BlurPool as one composed strided conv == conv then blur_pool_reference.
 
 CONV_BLUR_CASES = [((2, 64, 64, 3), 11, 1, 2, 3, True, 2),    # ST AlexNet conv1 (direct)

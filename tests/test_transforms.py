@@ -22,8 +22,10 @@ the LPIPS VGG; the ``lpips`` and ``shift_tolerant`` variants differ in architect
 run; ``dists/official`` is DISTS); images are each model's smallest valid size (plus 3 columns, so that H != W) and one pair
 per device; cases that share a program compile together, and ``eval_shape`` reuses that
 program's trace. Knobs that select CPU code paths by size are set so that the small images take
-them too: the batch chunking (on ``alex/lpips``: chunks of 2 pairs) and the space-to-depth
-forward of the stride-2 convolution (on ``alex/shift_tolerant``). Each model runs in its
+them too: the batch chunking (on ``alex/lpips``: chunks of 2 pairs), the space-to-depth
+forward of the stride-2 convolution (on ``alex/shift_tolerant``) and the Winograd 3x3
+convolution from 64 input channels (on the VGGs and the ResNet, whose maps with >= 192 channels
+are too small at these sizes). Each model runs in its
 own worker process started with 4 fake devices (the device count is fixed when JAX starts; this
 file is the worker: ``python tests/test_transforms.py OUT.json MODEL``), so pytest-xdist
 spreads the models over its workers; a group of cases that fails
@@ -58,10 +60,10 @@ OPTIMISED = {"xla_backend_optimization_level": 2}
 MODELS = {
     "alex/lpips": ("alex", "lpips", True, {"chunk_pairs": 2}),
     "alex/shift_tolerant": ("alex", "shift_tolerant", True, {"S2D_FORWARD_MIN_WIDTH": 1}),
-    "vgg/lpips": ("vgg", "lpips", True, {}),
-    "vgg/shift_tolerant": ("vgg", "shift_tolerant", True, {}),
+    "vgg/lpips": ("vgg", "lpips", True, {"WINOGRAD_MIN_CIN": 64}),
+    "vgg/shift_tolerant": ("vgg", "shift_tolerant", True, {"WINOGRAD_MIN_CIN": 64}),
     "squeeze/antialiased": ("squeeze", "antialiased", False, {}),
-    "resnet/antialiased": ("resnet", "antialiased", False, {}),
+    "resnet/antialiased": ("resnet", "antialiased", False, {"WINOGRAD_MIN_CIN": 64}),
     "dists/official": ("dists", "official", True, {}),
 }
 CASES = ("jit", "grad", "jvp", "linearize", "vmap", "checkpoint_scan", "eval_shape",

@@ -58,8 +58,8 @@ from jax import lax
 from . import layers
 
 __all__ = ["batch_chunks", "blur_pool", "max_pool", "conv_small_cin", "conv_stride2_small_cin",
-           "conv_small_map", "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_MAX_CHUNKS",
-           "S2D_FORWARD_MIN_WIDTH", "SMALL_MAP"]
+           "conv_small_map", "conv_winograd", "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_MAX_CHUNKS",
+           "S2D_FORWARD_MIN_WIDTH", "SMALL_MAP", "WINOGRAD_MIN_CIN"]
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -364,8 +364,8 @@ conv_stride2_small_cin.defjvp(_conv_stride2_small_cin_jvp, symbolic_zeros=True)
 
 # Largest input map side (both sides) taken by :func:`conv_small_map`. XLA's convolution against
 # the per-tap form (stride 1, 3x3 kernel, padding 1, float32, batch 100, 2 cores; time of the
-# convolution / time of the per-tap form, benchmarks/small_map_conv.py): 3x3 maps 1.4-1.6x,
-# 4x4 (512 -> 512) 2.6x, 5x5 1.2x, 8x8 0.97x, 16x16 0.73x.
+# convolution / time of the per-tap form, ``python benchmarks/cpu_conv_kernels.py --only
+# small_map``, 2026-12-01): 3x3 maps 1.52-1.55x, 4x4 (512 -> 512) 1.36x, 5x5 1.08x, 8x8 0.85x.
 SMALL_MAP = 5
 
 
@@ -426,3 +426,74 @@ def _conv_small_map_jvp(padding, precision, primals, tangents):
 
 
 conv_small_map.defjvp(_conv_small_map_jvp, symbolic_zeros=True)
+
+
+# --------------------------------------------------------------------------------------------
+# 3x3 stride-1 convolution with many input channels as Winograd F(2x2, 3x3) (the forward pass).
+
+# Fewest input channels for which :func:`conv_winograd` is taken: with fewer, its transforms
+# (memory passes over 4x the input and output) cost about what the 2.25x fewer multiply-adds
+# save. XLA's convolution against it (float32, 2 cores, time of the convolution / time of
+# Winograd, ``python benchmarks/cpu_conv_kernels.py --only winograd``, 2026-12-01): LPIPS alex
+# 256x256 conv3-5 (Cin 192/384/256 on 15x15 maps, batch 8) 1.31/1.44/1.09x; VGG maps of 8x8 to
+# 64x64 with Cin 256-512 1.46-1.94x; Cin 128: 1.08x at 32x32, 0.97x at 128x128.
+WINOGRAD_MIN_CIN = 192
+
+
+def _winograd_rows(a: jax.Array, axis: int, tiles: int) -> list[jax.Array]:
+    """B^T of F(2, 3) along ``axis``: the 4 transformed rows of every tile (tile t starts at
+    row 2t), each with ``tiles`` entries along ``axis``."""
+    d = [lax.slice_in_dim(a, j, j + 2 * (tiles - 1) + 1, 2, axis=axis) for j in range(4)]
+    return [d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]
+
+
+def _winograd_conv(x: jax.Array, w: jax.Array,
+                   padding: tuple[tuple[int, int], tuple[int, int]], precision) -> jax.Array:
+    """Stride-1 NHWC/HWIO 3x3 convolution as Winograd F(2x2, 3x3): each 2x2 output tile is
+    ``A^T [(G w G^T) * (B^T d B)] A`` of its 4x4 input tile d, i.e. 16 ``(tiles, Cin) @ (Cin,
+    Cout)`` products instead of 36 per tile (the transforms' coefficients are 0, +-1 and 1/2, so
+    they round no worse than a few extra additions)."""
+    n, h, wd, _ = x.shape
+    cout = w.shape[3]
+    (pt, pb), (pl, pr) = padding
+    ho, wo = h + pt + pb - 2, wd + pl + pr - 2
+    th, tw = -(-ho // 2), -(-wo // 2)
+    # Pad (or crop, for negative padding) to exactly 2*tiles + 2 rows and columns.
+    x = lax.pad(x, jnp.zeros((), x.dtype),
+                ((0, 0, 0), (pt, 2 * th + 2 - h - pt, 0), (pl, 2 * tw + 2 - wd - pl, 0),
+                 (0, 0, 0)))
+    half = jnp.asarray(0.5, w.dtype)
+    g = [(w[0]), (w[0] + w[1] + w[2]) * half, (w[0] - w[1] + w[2]) * half, w[2]]   # G w
+    u = [[r[0], (r[0] + r[1] + r[2]) * half, (r[0] - r[1] + r[2]) * half, r[2]]    # (G w) G^T
+         for r in ([gi[j] for j in range(3)] for gi in g)]
+    m = [[lax.dot_general(v, u[a][b], (((3,), (0,)), ((), ())), precision=precision)
+          for b, v in enumerate(_winograd_rows(row, 2, tw))]
+         for a, row in enumerate(_winograd_rows(x, 1, th))]
+    r = [[m[0][b] + m[1][b] + m[2][b] for b in range(4)],                           # A^T m
+         [m[1][b] - m[2][b] - m[3][b] for b in range(4)]]
+    y = [[ri[0] + ri[1] + ri[2], ri[1] - ri[2] - ri[3]] for ri in r]                 # (A^T m) A
+    y = jnp.stack([jnp.stack(yi, axis=3) for yi in y], axis=2)      # (n, th, 2, tw, 2, cout)
+    y = y.reshape(n, 2 * th, tw, 2, cout).reshape(n, 2 * th, 2 * tw, cout)
+    return y[:, :ho, :wo]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def conv_winograd(x: jax.Array, w: jax.Array,
+                  padding: tuple[tuple[int, int], tuple[int, int]], precision) -> jax.Array:
+    """Stride-1 NHWC/HWIO float32 3x3 convolution with many input channels: forward (and the
+    primal of its derivatives) as Winograd F(2x2, 3x3), tangents and transposes those of XLA's
+    convolution."""
+    return _winograd_conv(x, w, padding, precision)
+
+
+def _conv_winograd_jvp(padding, precision, primals, tangents):
+    x, w = primals
+
+    def conv(a, b):
+        return _conv(a, b, (1, 1), padding, precision)
+
+    y = _winograd_conv(x, w, padding, precision)
+    return y, _bilinear_tangent(y, tangents, lambda tx: conv(tx, w), lambda tw: conv(x, tw))
+
+
+conv_winograd.defjvp(_conv_winograd_jvp, symbolic_zeros=True)
