@@ -35,6 +35,10 @@ WITHOUT = {
         x, w, strides, padding, dimension_numbers=NHWC, precision=precision),
     "conv_stride2_small_cin": lambda x, k, precision: lax.conv_general_dilated(
         x, k, (2, 2), ((0, 0), (0, 0)), dimension_numbers=NHWC, precision=precision),
+    "conv_small_map": lambda x, w, padding, precision: lax.conv_general_dilated(
+        x, w, (1, 1), padding, dimension_numbers=NHWC, precision=precision),
+    "conv_winograd": lambda x, w, padding, precision: lax.conv_general_dilated(
+        x, w, (1, 1), padding, dimension_numbers=NHWC, precision=precision),
 }
 
 
