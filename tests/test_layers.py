@@ -222,20 +222,16 @@ def test_winograd_conv_equals_lax(xs, ws, padding, monkeypatch):
     for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         assert g.shape == h.shape
         np.testing.assert_allclose(g, h, atol=1e-5 * float(jnp.abs(h).max()))
-    # The forward pass is the Winograd form on CPU (dots, no convolution); in bfloat16 (bf16
-    # products, float32 transforms) it stays within bfloat16 rounding of the float32 result.
+    # The forward pass is the Winograd form on CPU (dots, no convolution); bfloat16 inputs stay
+    # on the plain convolution.
     def conv(a, k):
         return layers.conv_general_dilated(a, k, (1, 1), padding, dimension_numbers=NHWC)
 
-    xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
     with layers.kernels_for("cpu"):
-        for a, k in ((x, w), (xb, wb)):
-            jaxpr = str(jax.make_jaxpr(conv)(a, k))
-            assert jaxpr.count("dot_general") == 16 and "conv_general_dilated" not in jaxpr
-    lo = jax.jit(conv)(xb, wb)
-    assert lo.dtype == jnp.bfloat16
-    np.testing.assert_allclose(lo.astype(jnp.float32), want[0],
-                               atol=2e-2 * float(jnp.abs(want[0]).max()))
+        jaxpr = str(jax.make_jaxpr(conv)(x, w))
+        assert jaxpr.count("dot_general") == 16 and "conv_general_dilated" not in jaxpr
+        lo = str(jax.make_jaxpr(conv)(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)))
+        assert "dot_general" not in lo and "conv_general_dilated" in lo
 
 
 # -------------------------------------------------------------------------------------------

@@ -300,7 +300,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     channels (the image-facing conv) take :func:`cpu_kernels.conv_small_cin`'s input gradient,
     and stride-1 convolutions over maps of at most :data:`cpu_kernels.SMALL_MAP` pixels a side
     run as :func:`cpu_kernels.conv_small_map` (no multiply-adds on padding), and larger float32
-    or bfloat16 3x3 ones with at least :data:`cpu_kernels.WINOGRAD_MIN_CIN` input channels as
+    3x3 ones with at least :data:`cpu_kernels.WINOGRAD_MIN_CIN` input channels as
     :func:`cpu_kernels.conv_winograd` (2.25x fewer multiply-adds).
 
     A drop-in for ``nn.Conv(conv_general_dilated=...)``; anything else (not a plain NHWC/HWIO
@@ -319,7 +319,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
             cpu = lambda a, k: cpu_kernels.conv_small_map(a, k, pads, precision)  # noqa: E731
         elif (strides == (1, 1) and rhs.shape[:2] == (3, 3)
               and rhs.shape[2] >= cpu_kernels.WINOGRAD_MIN_CIN
-              and lhs.dtype == rhs.dtype and lhs.dtype in (jnp.float32, jnp.bfloat16)):
+              and lhs.dtype == rhs.dtype == jnp.float32):
             cpu = lambda a, k: cpu_kernels.conv_winograd(a, k, pads, precision)  # noqa: E731
         if cpu is not None:
             return _dispatch(
