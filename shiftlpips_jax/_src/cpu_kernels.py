@@ -7,25 +7,29 @@ its plain layer up to float rounding and composes with ``jit``, ``grad``, ``jvp`
 with its default checks, and ``jax.export`` with a symbolic batch (tests/test_transforms.py).
 What each one buys is measured by ``python benchmarks/cpu_kernels_ab.py`` (random-weight model,
 pairs/s of the jitted forward distance and input gradient with every kernel against the same with
-one kernel replaced by its plain layer, medians of alternating rounds in one process). The last
-run (ST alex, 64x64x50, 9 rounds) was on the project's 2-core CPU shared at a load average of ~20,
-and showed no kernel clear of the noise. The row for ``conv_small_cin``, a kernel ST alex does not
-run, reads 1.15 in the forward pass, so differences under ~15% here are noise:
+one kernel replaced by its plain layer, medians of alternating rounds in one process). Two runs on
+the quiet 2-core machine (2026-12-01 22:48 and 22:52 UTC, load ~1.3, ST alex 64x64x50, 11 and 21
+rounds; time without the kernel / time with all of them, > 1: the kernel is worth it; the second
+run timed only the rows it shows):
 
-=========================  ===================================================  ======  ======
-kernel                     what XLA:CPU does slowly without it                  fwd     grad
-=========================  ===================================================  ======  ======
-:func:`batch_chunks`       one big batch (activations leave the caches)         1.06    0.97
-:func:`max_pool`           ``select_and_scatter_add`` (a scalar loop)           1.06    1.04
-:func:`conv_stride2_...`   the strided conv's input gradient (Cin = 3 outputs)  1.04    0.95
-:func:`conv_small_cin`     the same, for the image-facing conv of LPIPS alex    (1.15)  (0.98)
-:func:`blur_pool`          JAX's transpose of the blur: interior pads per tap   1.13    0.94
-all of them                (against the plain layers)                           1.03    0.95
-=========================  ===================================================  ======  ======
+=========================  ===================================================  ===========  ===========
+kernel                     what XLA:CPU does slowly without it                  fwd          grad
+=========================  ===================================================  ===========  ===========
+:func:`batch_chunks`       one big batch (activations leave the caches)         1.02         1.05
+:func:`max_pool`           ``select_and_scatter_add`` (a scalar loop)           0.96         1.18
+:func:`conv_stride2_...`   the strided conv's input gradient (Cin = 3 outputs)  0.92 / 0.99  1.05 / 0.90
+:func:`conv_small_cin`     the same, for the image-facing conv of LPIPS alex    1.02         1.02
+:func:`blur_pool`          JAX's transpose of the blur: interior pads per tap   1.06         1.16
+:func:`conv_small_map`     padding taps (only on LPIPS alex / VGG at 64x64)     0.96 / 0.99  1.18 / 1.01
+:func:`conv_winograd`      36 instead of 16 multiplies per 2x2 tile             1.00 / 1.00  1.16 / 0.94
+all of them                (against the plain layers)                           0.90 / 1.02  1.00 / 1.02
+=========================  ===================================================  ===========  ===========
 
-(ratio = time without the kernel / time with all of them; > 1: the kernel is worth it; the
-``conv_small_cin`` row is the noise reference.) Repeat the measurement on a quiet machine before
-relying on any row.
+The same rows differ by up to 0.15 between the two runs (``conv_stride2_small_cin`` gradient
+1.05 and 0.90, the plain layers' forward 0.90 and 1.02): on this machine a difference under
+~15% between two compiled programs in one process is not resolved by these rounds, and ST alex
+at 64x64 runs neither ``conv_small_map`` nor ``conv_small_cin`` (noise references). The kernels
+whose gains are clear are measured on the workloads that run them, below.
 
 :func:`conv_small_map` (stride-1 convolutions over maps of at most :data:`SMALL_MAP` pixels a
 side: LPIPS alex conv3-5 at 64x64, VGG's last block at 64x64) was measured on the quiet machine
