@@ -87,3 +87,9 @@ def dists_goldens():
 @pytest.fixture(scope="session")
 def preset_goldens():
     return np.load(os.path.join(GOLDENS, "presets.npz"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The transforms matrix first (one test per model, minutes each): pytest-xdist then runs
+    it alongside the rest of the suite instead of finishing on it with one busy worker."""
+    items.sort(key=lambda item: os.path.basename(str(item.fspath)) != "test_transforms.py")
