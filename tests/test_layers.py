@@ -132,8 +132,9 @@ def _conv_all(x, w, ct, *, conv, strides, padding):
     return y, grads, jvp, vgrad
 
 
-@pytest.mark.parametrize("xs,ws,strides,padding", CONV_CASES)
-def test_small_cin_conv_gradients(xs, ws, strides, padding):
+def _assert_conv_matches_lax(xs, ws, strides, padding):
+    """``layers.conv_general_dilated`` equals lax (value, grads, jvp, vmap-grad) within 1e-5 of
+    each result's scale; returns the random ``x``, ``w`` and lax's results."""
     x = jax.random.normal(jax.random.key(0), xs)
     w = jax.random.normal(jax.random.key(1), ws)
     out_shape = jax.eval_shape(lambda a, k: lax.conv_general_dilated(
@@ -145,6 +146,12 @@ def test_small_cin_conv_gradients(xs, ws, strides, padding):
     for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         assert g.shape == h.shape
         np.testing.assert_allclose(g, h, atol=1e-5 * float(jnp.abs(h).max()))
+    return x, w, want
+
+
+@pytest.mark.parametrize("xs,ws,strides,padding", CONV_CASES)
+def test_small_cin_conv_gradients(xs, ws, strides, padding):
+    _assert_conv_matches_lax(xs, ws, strides, padding)
 
 
 def test_conv_falls_back_to_lax_for_wide_inputs():
@@ -171,17 +178,7 @@ SMALL_MAP_CASES = [((2, 3, 3, 8), (3, 3, 8, 6), ((1, 1), (1, 1))),     # LPIPS a
 @pytest.mark.parametrize("xs,ws,padding", SMALL_MAP_CASES)
 def test_small_map_conv_equals_lax(xs, ws, padding):
     assert max(xs[1:3]) <= cpu_kernels.SMALL_MAP and xs[3] > layers.SMALL_CIN
-    x = jax.random.normal(jax.random.key(0), xs)
-    w = jax.random.normal(jax.random.key(1), ws)
-    out_shape = jax.eval_shape(lambda a, k: lax.conv_general_dilated(
-        a, k, (1, 1), padding, dimension_numbers=NHWC), x, w).shape
-    ct = jax.random.normal(jax.random.key(2), out_shape)
-    kw = dict(strides=(1, 1), padding=padding)
-    want = _conv_all(x, w, ct, conv=lax.conv_general_dilated, **kw)
-    got = _conv_all(x, w, ct, conv=layers.conv_general_dilated, **kw)
-    for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-        assert g.shape == h.shape
-        np.testing.assert_allclose(g, h, atol=1e-5 * float(jnp.abs(h).max()))
+    x, w, want = _assert_conv_matches_lax(xs, ws, (1, 1), padding)
     # The forward pass is the per-tap form on CPU (dots, no convolution), and in bfloat16 it
     # stays within bfloat16 rounding of the float32 convolution.
     with layers.kernels_for("cpu"):
@@ -211,17 +208,7 @@ def test_winograd_conv_equals_lax(xs, ws, padding, monkeypatch):
     # Cases with few channels take the kernel by lowering its threshold.
     monkeypatch.setattr(cpu_kernels, "WINOGRAD_MIN_CIN", min(xs[3], cpu_kernels.WINOGRAD_MIN_CIN))
     assert min(xs[1:3]) > cpu_kernels.SMALL_MAP and xs[3] > layers.SMALL_CIN
-    x = jax.random.normal(jax.random.key(0), xs)
-    w = jax.random.normal(jax.random.key(1), ws)
-    out_shape = jax.eval_shape(lambda a, k: lax.conv_general_dilated(
-        a, k, (1, 1), padding, dimension_numbers=NHWC), x, w).shape
-    ct = jax.random.normal(jax.random.key(2), out_shape)
-    kw = dict(strides=(1, 1), padding=padding)
-    want = _conv_all(x, w, ct, conv=lax.conv_general_dilated, **kw)
-    got = _conv_all(x, w, ct, conv=layers.conv_general_dilated, **kw)
-    for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-        assert g.shape == h.shape
-        np.testing.assert_allclose(g, h, atol=1e-5 * float(jnp.abs(h).max()))
+    x, w, want = _assert_conv_matches_lax(xs, ws, (1, 1), padding)
     # The forward pass is the Winograd form on CPU (dots, no convolution); bfloat16 inputs stay
     # on the plain convolution.
     def conv(a, k):

@@ -428,14 +428,21 @@ def conv_small_map(x: jax.Array, w: jax.Array,
     return _per_tap_conv(x, w, padding, precision)
 
 
-def _conv_small_map_jvp(padding, precision, primals, tangents):
+def _stride1_conv_jvp(primal, padding, precision, primals, tangents):
+    """JVP of a stride-1 convolution whose primal is ``primal(x, w)``; tangents are XLA's
+    convolution (so ``jax.grad`` transposes XLA's convolution)."""
     x, w = primals
 
     def conv(a, b):
         return _conv(a, b, (1, 1), padding, precision)
 
-    y = conv(x, w)
+    y = primal(x, w)
     return y, _bilinear_tangent(y, tangents, lambda tx: conv(tx, w), lambda tw: conv(x, tw))
+
+
+def _conv_small_map_jvp(padding, precision, primals, tangents):
+    return _stride1_conv_jvp(lambda a, b: _conv(a, b, (1, 1), padding, precision), padding,
+                             precision, primals, tangents)
 
 
 conv_small_map.defjvp(_conv_small_map_jvp, symbolic_zeros=True)
@@ -502,13 +509,8 @@ def conv_winograd(x: jax.Array, w: jax.Array,
 
 
 def _conv_winograd_jvp(padding, precision, primals, tangents):
-    x, w = primals
-
-    def conv(a, b):
-        return _conv(a, b, (1, 1), padding, precision)
-
-    y = _winograd_conv(x, w, padding, precision)
-    return y, _bilinear_tangent(y, tangents, lambda tx: conv(tx, w), lambda tw: conv(x, tw))
+    return _stride1_conv_jvp(lambda a, b: _winograd_conv(a, b, padding, precision), padding,
+                             precision, primals, tangents)
 
 
 conv_winograd.defjvp(_conv_winograd_jvp, symbolic_zeros=True)
