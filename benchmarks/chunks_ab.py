@@ -2,7 +2,9 @@
 
 Variants: ``new`` (as shipped), ``oldchunk`` (batch chunks by input pixels only, the rule before
 ``cpu_kernels.CPU_CHUNK_VALUES``), ``nosmallmap`` (no ``cpu_kernels.conv_small_map``), ``nowinograd`` (no
-``cpu_kernels.conv_winograd``), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``old``
+``cpu_kernels.conv_winograd``), ``norows`` (no ``cpu_kernels.conv_winograd_rows``), ``rowsmapN`` (it from N-px maps:
+WINOGRAD_ROWS_MIN_MAP = N), ``rowsM``
+(its tile WINOGRAD_ROWS_TILE = M), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``old``
 (= ``oldchunk``), ``default`` (the plain layers), or a peer name from benchmarks/peers.py. Prints
 median wall and CPU time and each variant's median ratio to the first one.
 
@@ -22,10 +24,18 @@ def build(v):
     fn, st = peers.ours(net)
     old = cpu_kernels.CPU_CHUNK_PIXELS, cpu_kernels.CPU_MAX_CHUNKS
     old_map, old_wino = cpu_kernels.SMALL_MAP, cpu_kernels.WINOGRAD_MIN_CIN
+    old_rows = cpu_kernels.WINOGRAD_ROWS_MIN_CIN, cpu_kernels.WINOGRAD_ROWS_TILE
+    old_rows_map = cpu_kernels.WINOGRAD_ROWS_MIN_MAP
+    if v.startswith("rowsmap"):
+        cpu_kernels.WINOGRAD_ROWS_MIN_MAP = int(v[7:])
     if v == "nosmallmap":
         cpu_kernels.SMALL_MAP = 0
     if v == "nowinograd":
         cpu_kernels.WINOGRAD_MIN_CIN = 1 << 30
+    if v == "norows":
+        cpu_kernels.WINOGRAD_ROWS_MIN_CIN = 1 << 30
+    if v.startswith("rows") and v[4:].isdigit():
+        cpu_kernels.WINOGRAD_ROWS_TILE = int(v[4:])
     if v.startswith("chunk"):
         cpu_kernels.CPU_CHUNK_PIXELS = int(v[5:])
     if v in ("oldchunk", "old"):
@@ -42,6 +52,8 @@ def build(v):
         cpu_kernels.CPU_CHUNK_PIXELS, cpu_kernels.CPU_MAX_CHUNKS = old
         cpu_kernels.CPU_CHUNK_VALUES = 655_360
         cpu_kernels.SMALL_MAP, cpu_kernels.WINOGRAD_MIN_CIN = old_map, old_wino
+        cpu_kernels.WINOGRAD_ROWS_MIN_CIN, cpu_kernels.WINOGRAD_ROWS_TILE = old_rows
+        cpu_kernels.WINOGRAD_ROWS_MIN_MAP = old_rows_map
     return c
 for v in variants:
     if v in peers.BUILDERS:

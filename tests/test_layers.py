@@ -222,6 +222,108 @@ def test_winograd_conv_equals_lax(xs, ws, padding, monkeypatch):
 
 
 # -------------------------------------------------------------------------------------------
+# Stride-1 5-wide convolution, kernel rows stacked + Winograd F(m, 5) along the width == lax.
+
+WINOGRAD_ROWS_CASES = [((2, 31, 31, 64), (5, 5, 64, 8), ((2, 2), (2, 2))),  # LPIPS alex conv2, 256
+                       ((2, 7, 7, 64), (5, 5, 64, 8), ((2, 2), (2, 2))),    # LPIPS alex conv2, 64
+                       ((2, 8, 11, 6), (5, 5, 6, 5), ((2, 2), (2, 2))),     # cut last tile
+                       ((3, 9, 10, 6), (3, 5, 6, 4), ((0, 0), (0, 0))),     # VALID, 3 rows
+                       ((2, 9, 8, 6), (5, 5, 6, 4), ((3, 0), (1, 4))),      # asymmetric padding
+                       ((2, 9, 12, 6), (5, 5, 6, 4), ((-1, 1), (2, -1)))]   # negative padding
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+@pytest.mark.parametrize("r", [3, 5])
+def test_toom_cook_transforms_are_exact(m, r):
+    at, g, bt = cpu_kernels.toom_cook(m, r)
+    d = np.random.default_rng(m * r).standard_normal((50, m + r - 1))
+    f = np.random.default_rng(r).standard_normal((50, r))
+    got = np.einsum("ij,nj->ni", at, (f @ g.T) * (d @ bt.T))
+    want = np.stack([np.sum(d[:, i:i + r] * f, axis=1) for i in range(m)], axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="m \\+ r - 1"):
+        cpu_kernels.toom_cook(m + 9, r)
+
+
+def _forward_only_conv(a, k, *args, **kwargs):
+    """``layers.conv_general_dilated`` inside :func:`cpu_kernels.forward_only` (as the LPIPS
+    distance runs its layers)."""
+    return cpu_kernels.forward_only(
+        lambda a, k: layers.conv_general_dilated(a, k, *args, **kwargs), a, k)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("xs,ws,padding", WINOGRAD_ROWS_CASES)
+def test_winograd_rows_conv_equals_lax(xs, ws, padding, m, monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD_ROWS_MIN_CIN", min(xs[3], 32))
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD_ROWS_MIN_MAP", 1)
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD_ROWS_TILE", m)
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD_ROWS_WIDTHS", (5,))
+    assert min(xs[1:3]) > cpu_kernels.SMALL_MAP and xs[3] > layers.SMALL_CIN
+    x = jax.random.normal(jax.random.key(0), xs)
+    w = jax.random.normal(jax.random.key(1), ws)
+    ct = jax.random.normal(jax.random.key(2), jax.eval_shape(
+        lambda a, k: lax.conv_general_dilated(a, k, (1, 1), padding, dimension_numbers=NHWC),
+        x, w).shape)
+    want = _conv_all(x, w, ct, conv=lax.conv_general_dilated, strides=(1, 1), padding=padding)
+    # The kernel called directly (its own derivative rule) and as the distance runs it.
+    for conv in (lambda a, k, strides, pads, **_: cpu_kernels.conv_winograd_rows(a, k, pads, None),
+                 _forward_only_conv):
+        got = _conv_all(x, w, ct, conv=conv, strides=(1, 1), padding=padding)
+        for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_allclose(g, h, atol=1e-5 * float(jnp.abs(h).max()))
+
+    def conv(a, k):
+        return layers.conv_general_dilated(a, k, (1, 1), padding, dimension_numbers=NHWC)
+
+    with layers.kernels_for("cpu"):
+        # In evaluation: one batched dot over the m + 4 Winograd points (no convolution).
+        fwd = str(jax.make_jaxpr(lambda a, k: cpu_kernels.forward_only(conv, a, k))(x, w))
+        assert fwd.count("dot_general") == 1 and "conv_general_dilated" not in fwd
+        # Differentiated, and outside forward_only: XLA's convolution only.
+        for fn in (jax.grad(lambda a, k: jnp.sum(cpu_kernels.forward_only(conv, a, k) * ct)),
+                   lambda a, k: jax.jvp(lambda b: cpu_kernels.forward_only(conv, b, k),
+                                        (a,), (a,)),
+                   conv):
+            jaxpr = str(jax.make_jaxpr(fn)(x, w))
+            assert "dot_general" not in jaxpr and "conv_general_dilated" in jaxpr
+        # bfloat16 inputs, and maps narrower than WINOGRAD_ROWS_MIN_MAP, stay on the plain one.
+        lo = str(jax.make_jaxpr(lambda a, k: cpu_kernels.forward_only(conv, a, k))(
+            x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)))
+        assert "dot_general" not in lo and "conv_general_dilated" in lo
+        monkeypatch.setattr(cpu_kernels, "WINOGRAD_ROWS_MIN_MAP", min(xs[1:3]) + 1)
+        small = str(jax.make_jaxpr(lambda a, k: cpu_kernels.forward_only(conv, a, k))(x, w))
+        assert "dot_general" not in small and "conv_general_dilated" in small
+
+
+def test_distance_derivatives_do_not_see_forward_only_kernels(monkeypatch):
+    # LPIPS alex (random weights) with conv2 on the row-stacked Winograd kernel: the forward
+    # differs from the plain convolution's by its rounding, the input gradient (and a jvp's
+    # primal and tangent) not at all, since no part of a derivative takes it.
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD_ROWS_MIN_MAP", 1)
+    model = sl.LPIPS(net=sl.make_backbone("alex", "vanilla"))
+    x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3), minval=-1, maxval=1)
+    y = jnp.clip(x + 0.1 * jax.random.normal(jax.random.key(1), x.shape), -1, 1)
+    variables = model.init(jax.random.key(2), x, y)
+
+    def results():
+        d = jax.jit(lambda p, a, b: model.apply(p, a, b))(variables, x, y)
+        g = jax.jit(jax.grad(lambda p, a, b: model.apply(p, a, b).sum(), argnums=(0, 1)))(
+            variables, x, y)
+        t = jax.jit(lambda p, a, b: jax.jvp(lambda c: model.apply(p, c, b), (a,), (y,)))(
+            variables, x, y)
+        return d, g, t
+
+    with_rows = results()
+    monkeypatch.setattr(cpu_kernels, "WINOGRAD_ROWS_MIN_CIN", 1 << 30)
+    without = results()
+    d1, d0 = with_rows[0], without[0]
+    assert 0 < float(jnp.abs(d1 - d0).max()) < 1e-5 * float(jnp.abs(d0).max())
+    for a, b in zip(jax.tree.leaves(with_rows[1:]), jax.tree.leaves(without[1:])):
+        np.testing.assert_array_equal(a, b)
+
+
+# -------------------------------------------------------------------------------------------
 # Conv straight into BlurPool as one composed strided conv == conv then blur_pool_reference.
 
 CONV_BLUR_CASES = [((2, 64, 64, 3), 11, 1, 2, 3, True, 2),    # ST AlexNet conv1 (direct)

@@ -23,9 +23,12 @@ run; ``dists/official`` is DISTS); images are each model's smallest valid size (
 per device; cases that share a program compile together, and ``eval_shape`` reuses that
 program's trace. Knobs that select CPU code paths by size are set so that the small images take
 them too: the batch chunking (on ``alex/lpips``: chunks of 2 pairs), the space-to-depth
-forward of the stride-2 convolution (on ``alex/shift_tolerant``) and the Winograd 3x3
+forward of the stride-2 convolution (on ``alex/shift_tolerant``), the Winograd 3x3
 convolution from 64 input channels (on the VGGs and the ResNet, whose maps with >= 192 channels
-are too small at these sizes). Each model runs in its
+are too small at these sizes), and the row-stacked Winograd 5x5 convolution on LPIPS alex's
+conv2 (3 pixels here; a lower ``SMALL_MAP`` and ``WINOGRAD_ROWS_MIN_MAP``). That kernel runs only
+in evaluation (``cpu_kernels.forward_only``), so the forward cases take it and the derivative
+cases must not: both meet the same plain result. Each model runs in its
 own worker process started with 4 fake devices (the device count is fixed when JAX starts; this
 file is the worker: ``python tests/test_transforms.py OUT.json MODEL``), so pytest-xdist
 spreads the models over its workers; a group of cases that fails
@@ -58,7 +61,8 @@ OPTIMISED = {"xla_backend_optimization_level": 2}
 
 # name: (net, variant, pretrained, CPU-kernel knobs set while its programs are traced)
 MODELS = {
-    "alex/lpips": ("alex", "lpips", True, {"chunk_pairs": 2}),
+    "alex/lpips": ("alex", "lpips", True, {"chunk_pairs": 2, "SMALL_MAP": 2,
+                                           "WINOGRAD_ROWS_MIN_MAP": 1}),
     "alex/shift_tolerant": ("alex", "shift_tolerant", True, {"S2D_FORWARD_MIN_WIDTH": 1}),
     "vgg/lpips": ("vgg", "lpips", True, {"WINOGRAD_MIN_CIN": 64}),
     "vgg/shift_tolerant": ("vgg", "shift_tolerant", True, {"WINOGRAD_MIN_CIN": 64}),

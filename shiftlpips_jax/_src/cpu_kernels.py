@@ -49,6 +49,26 @@ it): LPIPS alex 256x256x4 forward 1.13-1.20, input gradient 1.08; LPIPS VGG 64x6
 1.26, input gradient 1.12; VGG 256x256x4 forward 1.34. Only the forward (and the primal inside
 derivatives) uses it; tangents and transposes stay XLA's convolution.
 
+:func:`conv_winograd_rows` (float32 stride-1 convolutions 5 wide with at least
+:data:`WINOGRAD_ROWS_MIN_CIN` input channels on maps at least :data:`WINOGRAD_ROWS_MIN_MAP`
+pixels a side: conv2 of LPIPS alex at 256x256, ST alex from ~100x100) stacks the kernel rows into
+the channels and runs Winograd F(4, 5) along the width: 8 instead of 20 multiplies per 4 outputs,
+as one batched dot with (5 * Cin)-deep products; error ~3e-6 of the largest output per layer
+(about 10x XLA's convolution; the pretrained models against the PyTorch goldens are unchanged,
+<= 1.8e-7). Per layer, alone (``python benchmarks/cpu_conv_kernels.py --only winograd_rows``,
+2026-12-02, XLA's time / its time): alex conv2 at 256x256 1.59-1.79 (one CPU chunk), 1.23-1.41
+(batch 8); ST alex conv2 1.26 (63x63). In the metric (``python benchmarks/chunks_ab.py alex 256 4
+forward new,norows,...``, time without / with it): LPIPS alex 256x256x4 forward 1.10-1.11.
+
+It is *evaluation-only*: the layers take it only inside :func:`forward_only`, which the LPIPS
+distance wraps around its whole evaluation, and no part of a derivative does. Its rounding would
+otherwise meet a derivative half-way: differentiated with respect to ``x`` only, a distance runs
+its ``y`` branch forward, and the gradient ``2 (f(x) - f(y)) df/dx`` then carried the
+difference of the two branches' roundings (sharded and unsharded input gradients of LPIPS alex
+differed by 1.3e-5 of their largest entry, against <= 0.8e-5 with XLA's convolution on both
+sides). Inside :func:`forward_only`, gradients are bit for bit those without the kernel
+(tests/test_layers.py).
+
 Custom derivative rules here keep the tangent of a linear map as the *transpose of its fast
 transpose* (:func:`_transpose_at`), so ``jax.grad``, which transposes the tangent map again,
 runs the fast transpose itself while forward mode stays available. The transposes are typed
@@ -62,17 +82,23 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+import numpy as np
 
 from . import layers
 
 __all__ = ["batch_chunks", "blur_pool", "max_pool", "conv_small_cin", "conv_stride2_small_cin",
-           "conv_small_map", "conv_winograd", "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_MAX_CHUNKS",
-           "S2D_FORWARD_MIN_WIDTH", "SMALL_MAP", "WINOGRAD_MIN_CIN"]
+           "conv_small_map", "conv_winograd", "conv_winograd_rows", "toom_cook",
+           "forward_only", "forward_only_enabled",
+           "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_MAX_CHUNKS",
+           "S2D_FORWARD_MIN_WIDTH", "SMALL_MAP", "WINOGRAD_MIN_CIN",
+           "WINOGRAD_ROWS_MIN_CIN", "WINOGRAD_ROWS_MIN_MAP", "WINOGRAD_ROWS_TILE", "WINOGRAD_ROWS_WIDTHS"]
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -108,6 +134,67 @@ def _bilinear_tangent(y, tangents, input_tangent, kernel_tangent):
     if not terms:
         return jnp.zeros_like(y)
     return terms[0] if len(terms) == 1 else terms[0] + terms[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Forward-only kernels: taken only where nothing is differentiated.
+
+# Whether the layers traced now may take the forward-only kernels (:func:`conv_winograd_rows`).
+# Off by default; :func:`forward_only` turns it on for the primal of a whole distance.
+_FORWARD_ONLY = contextvars.ContextVar("shiftlpips_forward_only", default=False)
+
+
+def forward_only_enabled() -> bool:
+    """Whether the layers being traced may take the forward-only kernels."""
+    return _FORWARD_ONLY.get()
+
+
+@contextlib.contextmanager
+def _forward_only_kernels(enabled: bool):
+    token = _FORWARD_ONLY.set(enabled)
+    try:
+        yield
+    finally:
+        _FORWARD_ONLY.reset(token)
+
+
+def forward_only(fn, *args):
+    """``fn(*args)``, traced with the forward-only kernels where it is not differentiated and
+    without them (plain layers for *every* part of it) under ``jvp``/``grad``/``linearize``.
+
+    A kernel whose rounding is larger than XLA's convolution's must not meet a differentiated
+    program half-way: in a distance differentiated with respect to ``x`` only, the ``y``
+    branch runs forward-only, and its features would carry the kernel's error while ``x``'s
+    carry XLA's, so the gradient ``2 (f(x) - f(y)) df/dx`` would inherit the difference of the
+    two roundings (up to 1.3e-5 of its largest entry, against <= 0.7e-5 with XLA's convolution
+    on both sides). Here the decision is made once for the whole ``fn``: its evaluation (all of
+    it) may use the kernels, its derivative (all of it) does not. The derivative differentiates
+    ``fn`` only in the arguments whose tangents are not symbolic zeros, so a constant ``y`` stays
+    forward-only there too.
+    """
+    @jax.custom_jvp
+    def run(*a):
+        with _forward_only_kernels(True):
+            return fn(*a)
+
+    def run_jvp(primals, tangents):
+        leaves, tree = jax.tree.flatten(primals)
+        t_leaves = jax.tree.leaves(
+            tangents, is_leaf=lambda t: isinstance(t, jax.custom_derivatives.SymbolicZero))
+        live = [i for i, t in enumerate(t_leaves)
+                if not isinstance(t, jax.custom_derivatives.SymbolicZero)]
+
+        def of_live(*values):
+            full = list(leaves)
+            for i, v in zip(live, values):
+                full[i] = v
+            with _forward_only_kernels(False):
+                return fn(*jax.tree.unflatten(tree, full))
+
+        return jax.jvp(of_live, [leaves[i] for i in live], [t_leaves[i] for i in live])
+
+    run.defjvp(run_jvp, symbolic_zeros=True)
+    return run(*args)
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,3 +601,137 @@ def _conv_winograd_jvp(padding, precision, primals, tangents):
 
 
 conv_winograd.defjvp(_conv_winograd_jvp, symbolic_zeros=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Wider stride-1 convolutions (LPIPS alex conv2, 5x5) as kernel rows stacked into channels and
+# a one-dimensional Winograd F(m, kw) along the width (the forward pass).
+
+# Outputs per Winograd tile along the width: F(4, 5) takes 8 products per 4 outputs instead of
+# 20, with (kh * Cin)-deep products (LPIPS alex conv2: 320) that XLA:CPU's dot runs well.
+# Against XLA's convolution (float32, alex conv2 31x31x64 -> 192, batch 2, XLA's time / its
+# time, ``python benchmarks/cpu_conv_kernels.py --only winograd_rows --rounds 41``,
+# 2026-12-02): F(2, 5) 1.39, F(3, 5) 1.47, F(4, 5) 1.79; error 1.3e-6, 2.5e-6, 2.9e-6 of the
+# largest output.
+WINOGRAD_ROWS_TILE = 4
+# Kernel widths and fewest input channels for which :func:`conv_winograd_rows` is taken: the
+# 5x5 convolutions with 64 input channels measured above (fewer make shallower products).
+WINOGRAD_ROWS_WIDTHS = (5,)
+WINOGRAD_ROWS_MIN_CIN = 64
+# Smallest map side it is taken on. Where the maps are small, the metric gained nothing from it
+# (LPIPS alex 64x64x50 with 7x7 conv2 maps, ST alex 64x64 with 15x15: 0.98-1.03, noise) while
+# its rounding weighs more in a distance averaged over few pixels (ST alex 64x64, F(4, 5), a
+# pair 0.05 noise apart: 1.1e-5 of the distance against the plain layers; 256x256: <= 1.4e-6
+# for noise, shift and blur pairs with d >= 0.005). LPIPS alex conv2 at 256x256 is 31 wide.
+WINOGRAD_ROWS_MIN_MAP = 24
+
+# Interpolation points of F(m, r), finite ones (the point at infinity is added), by m + r - 1.
+_TOOM_POINTS = {4: (0, 1, -1), 5: (0, 1, -1, 2), 6: (0, 1, -1, 2, -0.5),
+                7: (0, 1, -1, 2, -2, -0.5), 8: (0, 1, -1, 2, -2, 0.5, -0.5)}
+
+
+@functools.lru_cache(maxsize=None)
+def toom_cook(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(A^T, G, B^T)`` of the one-dimensional Winograd / Toom-Cook algorithm F(m, r), exact
+    rationals checked, as float64 arrays: for a length m + r - 1 input ``d`` and a length-r filter
+    ``g``, ``A^T @ ((G @ g) * (B^T @ d))`` is the correlation ``[d[i:i+r] @ g for i in range(m)]``.
+
+    A^T evaluates the m outputs at the points, G the filter (divided by each point's Lagrange
+    denominator), and B^T (solved from the identity, then checked exactly in rationals) maps the
+    input to the points."""
+    from fractions import Fraction
+    n = m + r - 1
+    if n not in _TOOM_POINTS:
+        raise ValueError(f"no interpolation points for F({m}, {r}); m + r - 1 must be one of "
+                         f"{sorted(_TOOM_POINTS)}")
+    pts = [Fraction(p) for p in _TOOM_POINTS[n]]
+    at = [[Fraction(0)] * n for _ in range(m)]
+    g = [[Fraction(0)] * r for _ in range(n)]
+    for j, p in enumerate(pts):
+        denom = Fraction(1)
+        for q in pts:
+            if q != p:
+                denom *= p - q
+        for i in range(m):
+            at[i][j] = p ** i
+        for k in range(r):
+            g[j][k] = p ** k / denom
+    at[m - 1][n - 1] = Fraction(1)
+    g[n - 1][r - 1] = Fraction(1)
+    # B^T: sum_j at[i][j] g[j][k] bt[j][l] = [l == i + k] for every i, k, l.
+    coef = np.array([[float(at[i][j] * g[j][k]) for j in range(n)]
+                     for i in range(m) for k in range(r)])
+    bt = []
+    for l in range(n):
+        rhs = np.array([1.0 if l == i + k else 0.0 for i in range(m) for k in range(r)])
+        sol = np.linalg.lstsq(coef, rhs, rcond=None)[0]
+        bt.append([Fraction(float(v)).limit_denominator(1 << 12) for v in sol])
+    bt = [list(row) for row in zip(*bt)]
+    for i in range(m):
+        for k in range(r):
+            for l in range(n):
+                if sum(at[i][j] * g[j][k] * bt[j][l] for j in range(n)) != (l == i + k):
+                    raise AssertionError(f"F({m}, {r}) transform is not exact")
+    return tuple(np.array([[float(v) for v in row] for row in a]) for a in (at, g, bt))
+
+
+def _combine(coeffs, parts: list[jax.Array]) -> jax.Array:
+    """``sum_q coeffs[q] * parts[q]`` over the nonzero coefficients (unit ones without a
+    multiply)."""
+    acc = None
+    for c, p in zip(coeffs, parts):
+        if c == 0:
+            continue
+        t = p if c == 1 else (-p if c == -1 else p * jnp.asarray(c, p.dtype))
+        acc = t if acc is None else acc + t
+    return acc if acc is not None else jnp.zeros_like(parts[0])
+
+
+def _winograd_rows_conv(x: jax.Array, w: jax.Array,
+                        padding: tuple[tuple[int, int], tuple[int, int]], precision,
+                        m: int) -> jax.Array:
+    """Stride-1 NHWC/HWIO convolution: the kh kernel rows are stacked into the channels (each
+    output row sees a (W, kh * Cin) row), and along the width every m outputs are one Winograd
+    F(m, kw) tile: m + kw - 1 ``(tiles, kh * Cin) @ (kh * Cin, Cout)`` products instead of
+    m * kw."""
+    n, h, wd, cin = x.shape
+    kh, kw, _, cout = w.shape
+    (pt, pb), (pl, pr) = padding
+    ho, wo = h + pt + pb - kh + 1, wd + pl + pr - kw + 1
+    tiles = -(-wo // m)
+    a = m + kw - 1
+    at, g, bt = toom_cook(m, kw)
+    # Pad (or crop) to ho + kh - 1 rows and m * tiles + kw - 1 columns.
+    x = lax.pad(x, jnp.zeros((), x.dtype),
+                ((0, 0, 0), (pt, pb, 0), (pl, m * tiles + kw - 1 - wd - pl, 0), (0, 0, 0)))
+    rows = jnp.concatenate([lax.slice_in_dim(x, i, i + ho, axis=1) for i in range(kh)],
+                           axis=3)                                   # (n, ho, W, kh * cin)
+    d = [lax.slice_in_dim(rows, q, q + m * (tiles - 1) + 1, m, axis=2) for q in range(a)]
+    v = jnp.stack([_combine(bt[p], d) for p in range(a)])            # (a, n, ho, tiles, K)
+    k = jnp.transpose(w, (1, 0, 2, 3)).reshape(kw, kh * cin, cout)   # (kw, K, cout)
+    u = jnp.stack([_combine(g[p], [k[j] for j in range(kw)]) for p in range(a)])
+    prod = lax.dot_general(v, u, (((4,), (1,)), ((0,), (0,))),
+                           precision=precision)                      # (a, n, ho, tiles, cout)
+    y = jnp.stack([_combine(at[i], [prod[p] for p in range(a)]) for i in range(m)], axis=3)
+    return y.reshape(n, ho, tiles * m, cout)[:, :, :wo]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def conv_winograd_rows(x: jax.Array, w: jax.Array,
+                       padding: tuple[tuple[int, int], tuple[int, int]], precision) -> jax.Array:
+    """Stride-1 NHWC/HWIO float32 convolution with a wide kernel (LPIPS alex conv2, 5x5): kernel
+    rows stacked into channels and Winograd F(:data:`WINOGRAD_ROWS_TILE`, kw) along the width.
+    Differentiable (its derivatives are XLA's convolution's, primal included), but the layers
+    only take it in evaluation, inside :func:`forward_only`."""
+    return _winograd_rows_conv(x, w, padding, precision, WINOGRAD_ROWS_TILE)
+
+
+def _conv_winograd_rows_jvp(padding, precision, primals, tangents):
+    # Under differentiation the primal is XLA's convolution too (with the Winograd primal, the
+    # input gradients of the AlexNets differed from the plain layers' by up to 1.6e-5 of their
+    # largest entry; 0.3e-5-0.7e-5 without it).
+    return _stride1_conv_jvp(lambda a, b: _conv(a, b, (1, 1), padding, precision),
+                             padding, precision, primals, tangents)
+
+
+conv_winograd_rows.defjvp(_conv_winograd_rows_jvp, symbolic_zeros=True)

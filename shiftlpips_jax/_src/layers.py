@@ -301,7 +301,11 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     and stride-1 convolutions over maps of at most :data:`cpu_kernels.SMALL_MAP` pixels a side
     run as :func:`cpu_kernels.conv_small_map` (no multiply-adds on padding), and larger float32
     3x3 ones with at least :data:`cpu_kernels.WINOGRAD_MIN_CIN` input channels as
-    :func:`cpu_kernels.conv_winograd` (2.25x fewer multiply-adds).
+    :func:`cpu_kernels.conv_winograd` (2.25x fewer multiply-adds), and, in evaluation only
+    (inside :func:`cpu_kernels.forward_only`), float32 5-wide ones with at least
+    :data:`cpu_kernels.WINOGRAD_ROWS_MIN_CIN` input channels on maps at least
+    :data:`cpu_kernels.WINOGRAD_ROWS_MIN_MAP` pixels a side as
+    :func:`cpu_kernels.conv_winograd_rows` (2.5x fewer).
 
     A drop-in for ``nn.Conv(conv_general_dilated=...)``; anything else (not a plain NHWC/HWIO
     convolution with explicit padding, or neither case above) goes to ``lax`` unchanged.
@@ -321,6 +325,12 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
               and rhs.shape[2] >= cpu_kernels.WINOGRAD_MIN_CIN
               and lhs.dtype == rhs.dtype == jnp.float32):
             cpu = lambda a, k: cpu_kernels.conv_winograd(a, k, pads, precision)  # noqa: E731
+        elif (strides == (1, 1) and rhs.shape[1] in cpu_kernels.WINOGRAD_ROWS_WIDTHS
+              and rhs.shape[2] >= cpu_kernels.WINOGRAD_ROWS_MIN_CIN
+              and min(lhs.shape[1], lhs.shape[2]) >= cpu_kernels.WINOGRAD_ROWS_MIN_MAP
+              and lhs.dtype == rhs.dtype == jnp.float32
+              and cpu_kernels.forward_only_enabled()):
+            cpu = lambda a, k: cpu_kernels.conv_winograd_rows(a, k, pads, precision)  # noqa: E731
         if cpu is not None:
             return _dispatch(
                 cpu,

@@ -213,6 +213,23 @@ class LPIPS(nn.Module):
 
         if train or self.is_initializing():
             return whole(x, y)  # mutable batch statistics: no platform switch around them
+        # Evaluation may take the forward-only CPU kernels (cpu_kernels.forward_only) on both
+        # branches; any derivative of it runs without them on both.
+        module, variables = self.unbind()
+
+        def evaluate(variables, x, y):
+            return module.apply(variables, x, y, spatial=spatial, per_layer=per_layer,
+                                method=LPIPS._evaluate)
+
+        return cpu_kernels.forward_only(evaluate, variables, x, y)
+
+    def _evaluate(self, x: jax.Array, y: jax.Array, *, spatial: bool, per_layer: bool):
+        size = (x.shape[1], x.shape[2]) if spatial else None
+
+        def whole(x, y):
+            fx, fy = self._features(x, train=False), self._features(y, train=False)
+            return self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer)
+
         n = y.shape[0] if x.shape[0] == 1 else x.shape[0]   # no max(): n may be symbolic
         bounds = _eval_chunks(x if x.shape[0] != 1 else y, n, self.net)
 
