@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -205,31 +206,27 @@ class LPIPS(nn.Module):
         # both halves: ~1.7x slower input gradients), and the forward is no slower on CPU. In
         # training, batch statistics (ResNet) are per input batch, as upstream.
         size = (x.shape[1], x.shape[2]) if spatial else None
-
-        def whole(x, y):
-            fx, fy = self._features(x, train=train), self._features(y, train=train)
-            return self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer,
-                                         train=train)
-
         if train or self.is_initializing():
-            return whole(x, y)  # mutable batch statistics: no platform switch around them
+            # Mutable batch statistics: no platform switch around them.
+            return self._whole(x, y, size=size, per_layer=per_layer, train=train)
         # Evaluation may take the forward-only CPU kernels (cpu_kernels.forward_only) on both
         # branches; any derivative of it runs without them on both.
         module, variables = self.unbind()
 
         def evaluate(variables, x, y):
-            return module.apply(variables, x, y, spatial=spatial, per_layer=per_layer,
+            return module.apply(variables, x, y, size=size, per_layer=per_layer,
                                 method=LPIPS._evaluate)
 
         return cpu_kernels.forward_only(evaluate, variables, x, y)
 
-    def _evaluate(self, x: jax.Array, y: jax.Array, *, spatial: bool, per_layer: bool):
-        size = (x.shape[1], x.shape[2]) if spatial else None
+    def _whole(self, x: jax.Array, y: jax.Array, *, size, per_layer: bool, train: bool):
+        """The distance of the whole batches, in one backbone call per side."""
+        fx, fy = self._features(x, train=train), self._features(y, train=train)
+        return self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer, train=train)
 
-        def whole(x, y):
-            fx, fy = self._features(x, train=False), self._features(y, train=False)
-            return self.compare_features(fx, fy, spatial_size=size, per_layer=per_layer)
-
+    def _evaluate(self, x: jax.Array, y: jax.Array, *, size, per_layer: bool):
+        """The inference distance: on CPU cut into batch chunks, elsewhere :meth:`_whole`."""
+        whole = functools.partial(self._whole, size=size, per_layer=per_layer, train=False)
         n = y.shape[0] if x.shape[0] == 1 else x.shape[0]   # no max(): n may be symbolic
         bounds = _eval_chunks(x if x.shape[0] != 1 else y, n, self.net)
 
