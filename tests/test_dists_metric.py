@@ -86,18 +86,18 @@ def test_jit_grad_vmap_equal_the_plain_call(dists, pretrained_goldens):
     def dist(v, p, q):
         return dists.module.apply(v, p, q)
 
-    np.testing.assert_allclose(jax.jit(dist)(dists.params, x, y), plain, rtol=1e-5)
-    per_pair = jax.jit(jax.vmap(lambda p, q: dist(dists.params, p[None], q[None])[0]))(x, y)
+    np.testing.assert_allclose(jax.jit(dist)(dists.variables, x, y), plain, rtol=1e-5)
+    per_pair = jax.jit(jax.vmap(lambda p, q: dist(dists.variables, p[None], q[None])[0]))(x, y)
     np.testing.assert_allclose(per_pair, plain, rtol=1e-5)
 
     def loss(p):
-        return jnp.sum(dist(dists.params, p, y))
+        return jnp.sum(dist(dists.variables, p, y))
 
     with jax.default_matmul_precision("highest"):
         eager = np.asarray(jax.grad(loss)(x))
         jitted = np.asarray(jax.jit(jax.grad(loss))(x))
         vmapped = np.asarray(jax.jit(jax.vmap(jax.grad(
-            lambda p, q: dist(dists.params, p[None], q[None])[0])))(x, y))
+            lambda p, q: dist(dists.variables, p[None], q[None])[0])))(x, y))
     assert np.isfinite(eager).all() and np.abs(eager).max() > 0
     scale = np.abs(eager).max()
     for other in (jitted, vmapped):
@@ -134,7 +134,7 @@ def _shard_worker() -> None:
     mesh = jax.make_mesh((4,), ("data",))
     # As a user places a batch on a ("data",) mesh: images split, parameters replicated.
     batch = jax.sharding.NamedSharding(mesh, P("data"))
-    params = jax.device_put(metric.params, jax.sharding.NamedSharding(mesh, P()))
+    params = jax.device_put(metric.variables, jax.sharding.NamedSharding(mesh, P()))
     xs, ys = jax.device_put(x, batch), jax.device_put(y, batch)
 
     def local(params, p, q):
@@ -146,7 +146,7 @@ def _shard_worker() -> None:
                                out_specs=(P("data"), P("data"))))
     with jax.default_matmul_precision("highest"):
         d, g = fn(params, xs, ys)
-        g_plain = jax.grad(lambda p_: metric.module.apply(metric.params, p_, y).sum())(x)
+        g_plain = jax.grad(lambda p_: metric.module.apply(metric.variables, p_, y).sum())(x)
     assert len(d.sharding.device_set) == 4
     np.testing.assert_allclose(d, metric(x, y), rtol=1e-5)
     g, g_plain = np.asarray(g), np.asarray(g_plain)
