@@ -9,7 +9,7 @@ default checks (forward, input gradient, gradient of a ``psum``'d loss, gradient
 the replicated params of a ``pmean``'d loss); ``jax.export`` with a symbolic batch, serialized,
 deserialized and called at two batch sizes. Each result equals the plain result: the same
 quantity computed unsharded with the plain layers (the non-CPU path, JAX's own derivatives),
-within 1e-5 relative (per output array, max |diff| / max |reference|). Forward-mode tangents
+within 2e-5 relative (per output array, max |diff| / max |reference|; see ``TOL``). Forward-mode tangents
 along the plain input gradient g must be sum(g^2) per pair. The reference of the ``pmean``'d
 parameter gradient is the mean of the plain per-device gradients (each device holds one pair):
 the batch's float32 parameter gradient summed in another order differs by up to 2.6e-5 relative
@@ -51,7 +51,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 DEVICES = 4
 BATCH = DEVICES            # one pair per device
-TOL = 1e-5
+# Float32 rounding of one computation in another batch partition or compiled another way is
+# CPU-dependent: <= 1e-5 on the Sapphire Rapids machine (AVX-512); on a Zen 2 machine (AVX2,
+# 2026-12-02) the plain layers alone, sharded over 4 devices against unsharded, differed by
+# 4.8e-6 (ST alex forward, optimised) and the unoptimised programs here by up to 1.26e-5.
+TOL = 2e-5
 # LLVM optimisation off: the same XLA programs (HLO) as users run, compiled ~2x faster into
 # less optimised machine code; compilation is most of this file's run time.
 XLA_FLAGS = (f"--xla_force_host_platform_device_count={DEVICES} "
