@@ -473,11 +473,16 @@ def worker_devices(out_path):
     # the step compiles once.
     stats = jax.device_put(DistanceStats.empty(), NamedSharding(mesh, P()))
     gathered, col = DistanceStats.empty(), Metrics.empty()
+    # One collective program in flight at a time: this checks the statistics, not dispatch.
+    # Dispatched asynchronously, the three independent programs hung once on XLA:CPU (CI,
+    # 2026-12-02, 2-core EPYC: "all gather ... Expected 4 threads to join the rendezvous, but
+    # only 2 of them arrived on time", then abort) -- a collective waits for a thread per
+    # device, and the client's thread pool on 2 cores has little more than one per device.
     for d, m in _global_batches(_global_values(), 64):
         d, m = jax.device_put(d, rows), jax.device_put(m, rows)
-        stats = step(stats, d, m)
-        gathered = gathered.merge(gather(d, m))
-        col = col.merge(clu_gather(d, m))
+        stats = jax.block_until_ready(step(stats, d, m))
+        gathered = gathered.merge(jax.block_until_ready(gather(d, m)))
+        col = col.merge(jax.block_until_ready(clu_gather(d, m)))
     report["traces"] = step._cache_size()
     report["replicated"] = all(
         len({float(s.data) for s in leaf.addressable_shards}) == 1 for leaf in
