@@ -5,7 +5,8 @@ Variants: ``new`` (as shipped), ``oldchunk`` (batch chunks by input pixels only,
 ``cpu_kernels.conv_winograd``), ``norows`` (no ``cpu_kernels.conv_winograd_rows``), ``rowsmapN`` (it from N-px maps:
 WINOGRAD_ROWS_MIN_MAP = N), ``rowsM``
 (its tile WINOGRAD_ROWS_TILE = M), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``old``
-(= ``oldchunk``), ``default`` (the plain layers), or a peer name from benchmarks/peers.py. Prints
+(= ``oldchunk``), ``default`` (the plain layers), several of these joined by ``+`` (e.g.
+``rowsmap7+nochunk``), or a peer name from benchmarks/peers.py. Prints
 median wall and CPU time and each variant's median ratio to the first one.
 
     .venv/bin/python benchmarks/chunks_ab.py alex 64 50 forward new,oldchunk,lpips-jax,jaxlpips 11
@@ -26,24 +27,25 @@ def build(v):
     old_map, old_wino = cpu_kernels.SMALL_MAP, cpu_kernels.WINOGRAD_MIN_CIN
     old_rows = cpu_kernels.WINOGRAD_ROWS_MIN_CIN, cpu_kernels.WINOGRAD_ROWS_TILE
     old_rows_map = cpu_kernels.WINOGRAD_ROWS_MIN_MAP
-    if v.startswith("rowsmap"):
-        cpu_kernels.WINOGRAD_ROWS_MIN_MAP = int(v[7:])
-    if v == "nosmallmap":
-        cpu_kernels.SMALL_MAP = 0
-    if v == "nowinograd":
-        cpu_kernels.WINOGRAD_MIN_CIN = 1 << 30
-    if v == "norows":
-        cpu_kernels.WINOGRAD_ROWS_MIN_CIN = 1 << 30
-    if v.startswith("rows") and v[4:].isdigit():
-        cpu_kernels.WINOGRAD_ROWS_TILE = int(v[4:])
-    if v.startswith("chunk"):
-        cpu_kernels.CPU_CHUNK_PIXELS = int(v[5:])
-    if v in ("oldchunk", "old"):
-        cpu_kernels.CPU_CHUNK_VALUES = 0
-    if v == "nochunk":
-        cpu_kernels.CPU_MAX_CHUNKS = 1
+    for part in v.split("+"):
+        if part.startswith("rowsmap"):
+            cpu_kernels.WINOGRAD_ROWS_MIN_MAP = int(part[7:])
+        if part == "nosmallmap":
+            cpu_kernels.SMALL_MAP = 0
+        if part == "nowinograd":
+            cpu_kernels.WINOGRAD_MIN_CIN = 1 << 30
+        if part == "norows":
+            cpu_kernels.WINOGRAD_ROWS_MIN_CIN = 1 << 30
+        if part.startswith("rows") and part[4:].isdigit():
+            cpu_kernels.WINOGRAD_ROWS_TILE = int(part[4:])
+        if part.startswith("chunk"):
+            cpu_kernels.CPU_CHUNK_PIXELS = int(part[5:])
+        if part in ("oldchunk", "old"):
+            cpu_kernels.CPU_CHUNK_VALUES = 0
+        if part == "nochunk":
+            cpu_kernels.CPU_MAX_CHUNKS = 1
     try:
-        if v == "default":
+        if "default" in v.split("+"):
             with layers.kernels_for("default"):
                 c = peers.compiled_case(fn, st, x, y, mode)
         else:
