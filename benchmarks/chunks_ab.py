@@ -21,12 +21,12 @@ variants = sys.argv[5].split(",")
 reps = int(sys.argv[6]) if len(sys.argv) > 6 else 9
 x, y = peers.inputs(size, batch)
 cases = {}
+# The cpu_kernels thresholds the variants change; build() restores them after each one.
+KNOBS = ("CPU_CHUNK_PIXELS", "CPU_MAX_CHUNKS", "CPU_CHUNK_VALUES", "SMALL_MAP", "WINOGRAD_MIN_CIN",
+         "WINOGRAD_ROWS_MIN_CIN", "WINOGRAD_ROWS_TILE", "WINOGRAD_ROWS_MIN_MAP")
 def build(v):
     fn, st = peers.ours(net)
-    old = cpu_kernels.CPU_CHUNK_PIXELS, cpu_kernels.CPU_MAX_CHUNKS
-    old_map, old_wino = cpu_kernels.SMALL_MAP, cpu_kernels.WINOGRAD_MIN_CIN
-    old_rows = cpu_kernels.WINOGRAD_ROWS_MIN_CIN, cpu_kernels.WINOGRAD_ROWS_TILE
-    old_rows_map = cpu_kernels.WINOGRAD_ROWS_MIN_MAP
+    saved = {k: getattr(cpu_kernels, k) for k in KNOBS}
     for part in v.split("+"):
         if part.startswith("rowsmap"):
             cpu_kernels.WINOGRAD_ROWS_MIN_MAP = int(part[7:])
@@ -51,11 +51,8 @@ def build(v):
         else:
             c = peers.compiled_case(fn, st, x, y, mode)
     finally:
-        cpu_kernels.CPU_CHUNK_PIXELS, cpu_kernels.CPU_MAX_CHUNKS = old
-        cpu_kernels.CPU_CHUNK_VALUES = 655_360
-        cpu_kernels.SMALL_MAP, cpu_kernels.WINOGRAD_MIN_CIN = old_map, old_wino
-        cpu_kernels.WINOGRAD_ROWS_MIN_CIN, cpu_kernels.WINOGRAD_ROWS_TILE = old_rows
-        cpu_kernels.WINOGRAD_ROWS_MIN_MAP = old_rows_map
+        for k, val in saved.items():
+            setattr(cpu_kernels, k, val)
     return c
 for v in variants:
     if v in peers.BUILDERS:
