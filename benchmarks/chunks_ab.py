@@ -1,7 +1,8 @@
 """Our LPIPS against variants of itself and the JAX peers, one workload, alternating rounds.
 
 Variants: ``new`` (as shipped), ``oldchunk`` (batch chunks by input pixels only, the rule before
-``cpu_kernels.CPU_CHUNK_VALUES``), ``nosmallmap`` (no ``cpu_kernels.conv_small_map``), ``nowinograd`` (no
+``cpu_kernels.CPU_CHUNK_VALUES``), ``nosmallmap`` (no ``cpu_kernels.conv_small_map``), ``smallmapN`` (it on maps up to
+N px: SMALL_MAP = N), ``nowinograd`` (no
 ``cpu_kernels.conv_winograd``), ``norows`` (no ``cpu_kernels.conv_winograd_rows``), ``rowsmapN`` (it from N-px maps:
 WINOGRAD_ROWS_MIN_MAP = N), ``rowsM``
 (its tile WINOGRAD_ROWS_TILE = M), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``old``
@@ -30,6 +31,8 @@ def build(v):
     for part in v.split("+"):
         if part.startswith("rowsmap"):
             cpu_kernels.WINOGRAD_ROWS_MIN_MAP = int(part[7:])
+        if part.startswith("smallmap"):
+            cpu_kernels.SMALL_MAP = int(part[8:])
         if part == "nosmallmap":
             cpu_kernels.SMALL_MAP = 0
         if part == "nowinograd":

@@ -138,20 +138,30 @@ def evaluate(eval_step, mesh, variables, val_sources: dict, *, per_host_batch: i
     scores = {}
     for name, source in val_sources.items():
         total = count = 0.0
-        pending = []
+        pending = None
         shard = {} if shard_by_process else {"shard_index": 0, "shard_count": 1}
         for batch in make_loader(source, batch_size=per_host_batch, shuffle=False,
                                  pad_remainder=True, **shard):
-            out = eval_step(variables, step_lib.shard_batch(mesh, batch) |
-                            {"mask": _shard(mesh, batch["mask"])})
-            pending.append((out["score_sum"], out["count"]))
-        for s, c in jax.device_get(pending):
-            total += float(s)
-            count += float(c)
+            inputs = step_lib.shard_batch(mesh, batch) | {"mask": _shard(mesh, batch["mask"])}
+            # One eval step in flight at a time (the next batch is read while it runs). The
+            # steps do not depend on each other, and independent collective programs dispatched
+            # together can deadlock on XLA:CPU: each waits for a thread per device, and the
+            # client's pool on a small machine has little more than one per device
+            # (tests/test_streaming.py saw it: a rendezvous where 2 of 4 threads arrived).
+            if pending is not None:
+                total, count = _add_scores(pending, total, count)
+            pending = eval_step(variables, inputs)
+        if pending is not None:
+            total, count = _add_scores(pending, total, count)
         scores[f"val/2afc/{name}"] = total / max(count, 1.0)
     if scores:
         scores["val/2afc/mean"] = float(np.mean(list(scores.values())))
     return scores
+
+
+def _add_scores(out, total: float, count: float) -> tuple[float, float]:
+    s, c = jax.device_get((out["score_sum"], out["count"]))
+    return total + float(s), count + float(c)
 
 
 def _shard(mesh, x):
