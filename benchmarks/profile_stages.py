@@ -9,6 +9,7 @@ weights of the pretrained architecture (speed does not depend on the values).
 
     python benchmarks/profile_stages.py                 # 64x64, batch 50
     python benchmarks/profile_stages.py --size 256 --batch 4
+    python benchmarks/profile_stages.py --dtype bfloat16   # the bf16 trunk
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="backbone dtype (heads stay float32)")
     args = p.parse_args(argv)
 
-    module, variables, _ = bench.load_model(args.net, args.variant, "float32", random_init=True)
+    module, variables, _ = bench.load_model(args.net, args.variant, args.dtype, random_init=True)
     rng = np.random.default_rng(0)
     shape = (args.batch, args.size, args.size, 3)
     x = jnp.asarray(rng.uniform(-1, 1, shape).astype(np.float32))
@@ -73,7 +76,7 @@ def main(argv=None) -> int:
     times = bench.time_interleaved(cases, repeats=args.repeats, warmup=2, gap=0.02)
     med = {k: statistics.median(v) for k, v in times.items()}
     mm = cases["matmul"].flops / med["matmul"] / 1e9
-    print(f"# {args.net}/{args.variant} forward, {args.size}x{args.size} batch {args.batch} "
+    print(f"# {args.net}/{args.variant} {args.dtype} forward, {args.size}x{args.size} batch {args.batch} "
           f"({2 * args.batch} trunk images); float32 2048^2 matmul {mm:.1f} GFLOP/s; "
           f"median of {args.repeats} interleaved runs")
     print(f"{'stage':32s}{'ms':>9s}{'share':>8s}{'GFLOP':>9s}{'GFLOP/s':>9s}{'of mm':>7s}")

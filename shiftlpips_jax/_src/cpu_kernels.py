@@ -295,22 +295,48 @@ def _blur_pool_jvp(taps, stride, pad, primals, tangents):
 # --------------------------------------------------------------------------------------------
 # Max pooling with a first-argmax mask derivative.
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _window_max(x: jax.Array, window: int, stride: int,
+                pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """:func:`layers.reduce_window_max` as the maximum of the window's strided slices of the
+    -inf padded input, which XLA fuses into one loop: XLA:CPU's ``reduce_window`` ran 4.2x
+    slower (ST alex's 3x3 stride-1 pool on a 10x30x30x64 float32 chunk, 1.46 against 0.35 ms,
+    2026-12-05)."""
+    if any(p for pair in pads for p in pair):
+        x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-jnp.inf)
+    ho = (x.shape[1] - window) // stride + 1
+    wo = (x.shape[2] - window) // stride + 1
+    out = None
+    for i in range(window):
+        for j in range(window):
+            t = x[:, i:i + (ho - 1) * stride + 1:stride, j:j + (wo - 1) * stride + 1:stride, :]
+            out = t if out is None else jnp.maximum(out, t)
+    return out
+
+
 def max_pool(x: jax.Array, window: int, stride: int,
              pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
     """:func:`layers.reduce_window_max` whose tangent is the input tangent at each window's
-    first maximum (row-major, as PyTorch and XLA choose)."""
-    return layers.reduce_window_max(x, window, stride, pads)
+    first maximum (row-major, as PyTorch and XLA choose). Narrow floats (bf16) are pooled in
+    float32, which is exact: XLA:CPU's bf16 code for the pool and its gradient is slower
+    (10x30x30x64 chunk: forward 5.1 against 0.35 ms, gradient 22.9 against 2.3 ms)."""
+    wide = jnp.promote_types(x.dtype, jnp.float32)
+    return _max_pool(x.astype(wide), window, stride, pads).astype(x.dtype)
 
 
-@max_pool.defjvp
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x: jax.Array, window: int, stride: int,
+              pads: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    return _window_max(x, window, stride, pads)
+
+
+@_max_pool.defjvp
 def _max_pool_jvp(window, stride, pads, primals, tangents):
     """JAX's own rule for reduce_window_max transposes to ``select_and_scatter_add``, a scalar
     loop on XLA:CPU (~10x the forward pool). Here the argmax is one int8 map computed with the
     forward, and the tangent a sum of masked strided slices, whose transpose (the gradient) is a
     sum of masked interior-padded adds that XLA fuses into one loop."""
     (x,), (t,) = primals, tangents
-    y = layers.reduce_window_max(x, window, stride, pads)
+    y = _window_max(x, window, stride, pads)
     full = ((0, 0), pads[0], pads[1], (0, 0))
     xp = jnp.pad(x, full, constant_values=-jnp.inf)
     tp = jnp.pad(t, full)
@@ -404,14 +430,11 @@ def _space_to_depth(x: jax.Array) -> jax.Array:
     return x.reshape(n, h // 2, w // 2, 4 * c)
 
 
-def _s2d_stack_conv(x: jax.Array, k: jax.Array, precision) -> jax.Array:
-    """VALID stride-2 NHWC/HWIO convolution as space-to-depth (2x2 -> 4 Cin) then the kernel
-    rows stacked into channels: one (1, ceil(kw/2)) convolution over 4*ceil(kh/2)*Cin channels.
-
-    Kernel taps padded to even sizes meet only zero-padded input rows, so it is exact. Its
-    transpose (the input gradient) contracts over many channels, where the strided
-    convolution's input gradient has only Cin outputs.
-    """
+def _s2d_operands(x: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """A VALID stride-2 NHWC/HWIO convolution of ``x`` with ``k`` as a VALID stride-1 one:
+    returns ``(xs, kp)``, the input space-to-depth (2x2 -> 4 Cin, cropped or zero-padded to
+    whole blocks) and the kernel padded to even sizes and rearranged to match, (ceil(kh/2),
+    ceil(kw/2), 4 Cin, Cout). Kernel taps added by the padding meet only the zero padding."""
     n, h, w, c = x.shape
     kh, kw, _, o = k.shape
     ho, wo = (h - kh) // 2 + 1, (w - kw) // 2 + 1
@@ -420,9 +443,21 @@ def _s2d_stack_conv(x: jax.Array, k: jax.Array, precision) -> jax.Array:
     kp = kp.reshape(qh, 2, qw, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(qh, qw, 4 * c, o)
     hn, wn = 2 * (ho + qh - 1), 2 * (wo + qw - 1)
     xp = jnp.pad(x, ((0, 0), (0, max(0, hn - h)), (0, max(0, wn - w)), (0, 0)))[:, :hn, :wn]
-    xs = _space_to_depth(xp)
+    return _space_to_depth(xp), kp
+
+
+def _s2d_stack_conv(x: jax.Array, k: jax.Array, precision) -> jax.Array:
+    """VALID stride-2 NHWC/HWIO convolution as space-to-depth (2x2 -> 4 Cin) then the kernel
+    rows stacked into channels: one (1, ceil(kw/2)) convolution over 4*ceil(kh/2)*Cin channels.
+
+    Exact (see :func:`_s2d_operands`). Its transpose (the input gradient) contracts over many
+    channels, where the strided convolution's input gradient has only Cin outputs.
+    """
+    xs, kp = _s2d_operands(x, k)
+    qh, qw, c4, o = kp.shape
+    ho = xs.shape[1] - qh + 1
     u = jnp.concatenate([xs[:, a:a + ho] for a in range(qh)], axis=-1)
-    k2 = kp.transpose(1, 0, 2, 3).reshape(1, qw, qh * 4 * c, o)
+    k2 = kp.transpose(1, 0, 2, 3).reshape(1, qw, qh * c4, o)
     return lax.conv_general_dilated(u, k2, (1, 1), ((0, 0), (0, 0)), dimension_numbers=NHWC,
                                     precision=precision)
 
@@ -436,6 +471,10 @@ def _conv_stride2(x, k, precision):
 
 
 def _conv_stride2_primal(x, k, precision):
+    if x.dtype == k.dtype == jnp.bfloat16:
+        # Space-to-depth, then bf16 products with float32 sums (see conv_bf16_rows).
+        xs, kp = _s2d_operands(_bits(x), k)
+        return _rows_conv(_from_bits(xs, x.dtype), kp, ((0, 0), (0, 0)), precision)
     if x.shape[2] // 2 >= S2D_FORWARD_MIN_WIDTH:
         return _s2d_stack_conv(x, k, precision)
     return _conv_stride2(x, k, precision)
@@ -735,3 +774,92 @@ def _conv_winograd_rows_jvp(padding, precision, primals, tangents):
 
 
 conv_winograd_rows.defjvp(_conv_winograd_rows_jvp, symbolic_zeros=True)
+
+
+# --------------------------------------------------------------------------------------------
+# bfloat16 convolutions as matmuls (CPUs with bf16 matrix units).
+
+# Fewest output channels for which a bfloat16 stride-1 convolution runs as :func:`conv_bf16_rows`.
+# XLA:CPU's bfloat16 convolution runs no faster than its float32 one, while its bf16 dot with
+# float32 accumulation uses the bf16 matrix units (AMX-BF16: 1.5-1.6 TFLOP/s on a 2-core Xeon,
+# 5x its float32 dot). Per layer, one CPU chunk of ST alex at 64x64 (10 images; XLA's float32
+# convolution's time / this form's in bf16, ``python benchmarks/cpu_conv_kernels.py --only
+# bf16_rows``): see that script's output in benchmarks/results/.
+BF16_ROWS_MIN_COUT = 64
+# Output columns per product row: blocks of adjacent output columns make the products at least
+# this many outputs wide (a banded kernel, a few zero taps more), which the matrix units run
+# better than 64-wide ones. One CPU chunk (10 images; ms for blocks of 1 / 2 / 4 columns,
+# 2026-12-05): ST alex conv1 after space-to-depth (7x7, 12 -> 64) 2.39 / 1.75 / 2.30; a
+# 64x64x64 -> 64 3x3 conv (batch 4) 2.93 / 2.41 / 3.45; 192 outputs (ST alex conv2)
+# 1.78 / 2.58 / 3.02.
+BF16_ROWS_MIN_WIDTH = 128
+
+
+def _bits(x: jax.Array) -> jax.Array:
+    """The raw 16-bit pattern of a bf16 array (other dtypes unchanged). XLA:CPU computes bf16
+    slices, pads and concatenates in float32, converting every operand and result (ST alex
+    bf16 forward: a third of its time in these conversions); on the bits they are plain copies.
+    Not differentiable: for primal computations only."""
+    return lax.bitcast_convert_type(x, jnp.uint16) if x.dtype == jnp.bfloat16 else x
+
+
+def _from_bits(b: jax.Array, dtype) -> jax.Array:
+    return lax.bitcast_convert_type(b, dtype) if b.dtype != dtype else b
+
+
+def _rows_conv(x: jax.Array, w: jax.Array,
+               padding: tuple[tuple[int, int], tuple[int, int]], precision,
+               block: int | None = None) -> jax.Array:
+    """Stride-1 NHWC/HWIO convolution as matmuls. Output columns are taken in blocks of
+    ``block`` (default: enough to give products at least :data:`BF16_ROWS_MIN_WIDTH` outputs
+    wide); each block reads ``block + kw - 1`` input columns, which are stacked into channels
+    (one concatenate of strided views, on the bits), and each kernel row is one ``(rows,
+    (block + kw - 1) * Cin) @ ((block + kw - 1) * Cin, block * Cout)`` product with a banded
+    kernel, over the row-shifted view; the kh products are summed in float32 and the sum rounded
+    once to the input dtype. Primal only (see :func:`_bits`)."""
+    n, h, wd, cin = x.shape
+    kh, kw, _, cout = w.shape
+    (pt, pb), (pl, pr) = padding
+    ho, wo = h + pt + pb - kh + 1, wd + pl + pr - kw + 1
+    q = block or max(1, min(wo, BF16_ROWS_MIN_WIDTH // cout))
+    nb = -(-wo // q)
+    span = q + kw - 1
+    b = _bits(x)
+    b = lax.pad(b, jnp.zeros((), b.dtype),
+                ((0, 0, 0), (pt, pb, 0), (pl, nb * q + kw - 1 - wd - pl, 0), (0, 0, 0)))
+    cols = jnp.concatenate([lax.slice_in_dim(b, j, j + (nb - 1) * q + 1, q, axis=2)
+                            for j in range(span)], axis=3)             # (n, hp, nb, span*cin)
+    # Banded kernel: output t of a block reads the block's input columns t .. t + kw - 1.
+    band = jnp.stack([jnp.pad(w, ((0, 0), (t, q - 1 - t), (0, 0), (0, 0))) for t in range(q)],
+                     axis=3).reshape(kh, span * cin, q * cout)
+    acc_type = jnp.promote_types(jnp.result_type(x, w), jnp.float32)
+    acc = None
+    for i in range(kh):
+        z = lax.dot_general(_from_bits(lax.slice_in_dim(cols, i, i + ho, axis=1), x.dtype),
+                            band[i], (((3,), (0,)), ((), ())),
+                            precision=precision, preferred_element_type=acc_type)
+        acc = z if acc is None else acc + z
+    y = acc.astype(jnp.result_type(x, w))
+    if q > 1:
+        y = y.reshape(n, ho, nb, q, cout).reshape(n, ho, nb * q, cout)[:, :, :wo]
+    return y
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def conv_bf16_rows(x: jax.Array, w: jax.Array,
+                   padding: tuple[tuple[int, int], tuple[int, int]], precision) -> jax.Array:
+    """Stride-1 NHWC/HWIO bfloat16 convolution: forward (and the primal of its derivatives) as
+    :func:`_rows_conv` (bf16 products, float32 sums), tangents and transposes those of XLA's
+    convolution. (A transpose in the same form runs its products in float32: JAX transposes a
+    bf16 x bf16 -> float32 product into a float32 x float32 one, so the input gradient stays on
+    XLA's bf16 convolution.)"""
+    return _rows_conv(x, w, padding, precision)
+
+
+def _conv_bf16_rows_jvp(padding, precision, primals, tangents):
+    return _stride1_conv_jvp(lambda a, b: _rows_conv(a, b, padding, precision), padding,
+                             precision, primals, tangents)
+
+
+conv_bf16_rows.defjvp(_conv_bf16_rows_jvp, symbolic_zeros=True)
+

@@ -321,6 +321,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
         elif (strides == (1, 1) and rhs.shape[0] * rhs.shape[1] > 1
               and max(lhs.shape[1], lhs.shape[2]) <= cpu_kernels.SMALL_MAP):
             cpu = lambda a, k: cpu_kernels.conv_small_map(a, k, pads, precision)  # noqa: E731
+        elif (strides == (1, 1) and lhs.dtype == rhs.dtype == jnp.bfloat16
+              and rhs.shape[0] * rhs.shape[1] > 1
+              and rhs.shape[3] >= cpu_kernels.BF16_ROWS_MIN_COUT):
+            cpu = lambda a, k: cpu_kernels.conv_bf16_rows(a, k, pads, precision)  # noqa: E731
         elif (strides == (1, 1) and rhs.shape[:2] == (3, 3)
               and rhs.shape[2] >= cpu_kernels.WINOGRAD_MIN_CIN
               and lhs.dtype == rhs.dtype == jnp.float32):
