@@ -296,6 +296,81 @@ def test_winograd_rows_conv_equals_lax(xs, ws, padding, m, monkeypatch):
         assert "dot_general" not in small and "conv_general_dilated" in small
 
 
+# -------------------------------------------------------------------------------------------
+# bfloat16 stride-1 convolutions as row-stacked matmuls (float32 sums) == lax in bf16.
+
+BF16_ROWS_CASES = [((2, 15, 15, 64), (5, 5, 64, 192), ((2, 2), (2, 2))),    # ST alex conv2, 64
+                   ((2, 8, 8, 24), (3, 3, 24, 64), ((1, 1), (1, 1))),       # blocks of 2 columns
+                   ((2, 9, 11, 8), (3, 3, 8, 64), ((1, 1), (1, 1))),        # odd width: cut block
+                   ((3, 9, 10, 8), (3, 5, 8, 72), ((0, 0), (0, 0))),        # VALID, 3 rows
+                   ((2, 9, 8, 8), (5, 5, 8, 96), ((3, 0), (1, 4))),         # asymmetric padding
+                   ((2, 9, 12, 8), (5, 5, 8, 128), ((-1, 1), (2, -1)))]     # negative padding
+
+
+def _assert_close_bf16(got, want, rel):
+    for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert g.shape == h.shape and g.dtype == h.dtype
+        g, h = np.asarray(g, np.float32), np.asarray(h, np.float32)
+        np.testing.assert_allclose(g, h, atol=rel * float(np.abs(h).max()))
+
+
+@pytest.mark.parametrize("xs,ws,padding", BF16_ROWS_CASES)
+def test_bf16_rows_conv_equals_lax(xs, ws, padding):
+    assert min(xs[1:3]) > cpu_kernels.SMALL_MAP and ws[3] >= cpu_kernels.BF16_ROWS_MIN_COUT
+    x = jax.random.normal(jax.random.key(0), xs).astype(jnp.bfloat16)
+    w = (jax.random.normal(jax.random.key(1), ws) / np.sqrt(np.prod(ws[:3]))).astype(jnp.bfloat16)
+    ct = jax.random.normal(jax.random.key(2), jax.eval_shape(
+        lambda a, k: lax.conv_general_dilated(a, k, (1, 1), padding, dimension_numbers=NHWC),
+        x, w).shape)
+    kw = dict(strides=(1, 1), padding=padding)
+    # Value, gradients (x, w, both), jvp and vmap-grad: bf16 inputs and outputs, within bf16
+    # rounding of XLA's bf16 convolution and of the float32 one.
+    want = _conv_all(x, w, ct, conv=lax.conv_general_dilated, **kw)
+    got = _conv_all(x, w, ct, conv=layers.conv_general_dilated, **kw)
+    _assert_close_bf16(got, want, 2e-2)
+    y32 = lax.conv_general_dilated(x.astype(jnp.float32), w.astype(jnp.float32), (1, 1), padding,
+                                   dimension_numbers=NHWC)
+    np.testing.assert_allclose(np.asarray(got[0], np.float32), y32,
+                               atol=1e-2 * float(jnp.abs(y32).max()))
+
+    def conv(a, k):
+        return layers.conv_general_dilated(a, k, (1, 1), padding, dimension_numbers=NHWC)
+
+    with layers.kernels_for("cpu"):
+        # The forward pass is matmuls (kh of them), its derivatives XLA's convolution; float32
+        # inputs do not take it.
+        fwd = str(jax.make_jaxpr(conv)(x, w))
+        assert fwd.count("dot_general") == ws[0] and "conv_general_dilated" not in fwd
+        grad = str(jax.make_jaxpr(jax.grad(lambda a: jnp.sum(conv(a, w) * ct)))(x))
+        assert "conv_general_dilated" in grad
+        f32 = str(jax.make_jaxpr(conv)(x.astype(jnp.float32), w.astype(jnp.float32)))
+        assert "bitcast_convert_type" not in f32
+
+
+@pytest.mark.parametrize("xs,ws", [((2, 70, 71, 3), (13, 13, 3, 64)),   # ST alex conv1 at 64
+                                   ((1, 27, 30, 3), (13, 13, 3, 8))])
+def test_bf16_stride2_conv_equals_lax(xs, ws):
+    # The composed conv1 + BlurPool (stride 2, 3 channels) in bf16: space-to-depth, then the
+    # row-stacked matmuls; gradients through the space-to-depth form.
+    x = jax.random.normal(jax.random.key(0), xs).astype(jnp.bfloat16)
+    w = (jax.random.normal(jax.random.key(1), ws) / 20).astype(jnp.bfloat16)
+
+    def plain(a, k):
+        return lax.conv_general_dilated(a, k, (2, 2), ((0, 0), (0, 0)), dimension_numbers=NHWC)
+
+    ct = jax.random.normal(jax.random.key(2), jax.eval_shape(plain, x, w).shape)
+
+    @functools.partial(jax.jit, static_argnames="conv")
+    def results(a, k, conv):
+        return (conv(a, k), jax.grad(lambda u, v: jnp.sum(conv(u, v) * ct), (0, 1))(a, k),
+                jax.jvp(conv, (a, k), (a, k))[1])
+
+    _assert_close_bf16(results(x, w, layers.conv_stride2), results(x, w, plain), 2e-2)
+    with layers.kernels_for("cpu"):
+        fwd = str(jax.make_jaxpr(layers.conv_stride2)(x, w))
+    assert "dot_general" in fwd and "conv_general_dilated" not in fwd
+
+
 def test_distance_derivatives_do_not_see_forward_only_kernels(monkeypatch):
     # LPIPS alex (random weights) with conv2 on the row-stacked Winograd kernel: the forward
     # differs from the plain convolution's by its rounding, the input gradient (and a jvp's

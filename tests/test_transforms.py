@@ -73,7 +73,19 @@ MODELS = {
     "squeeze/antialiased": ("squeeze", "antialiased", False, {}),
     "resnet/antialiased": ("resnet", "antialiased", False, {"WINOGRAD_MIN_CIN": 64}),
     "dists/official": ("dists", "official", True, {}),
+    # The bf16 trunk (sl.load(..., dtype=jnp.bfloat16)), whose CPU convolutions run as matmuls
+    # (cpu_kernels.conv_bf16_rows; conv1 after space-to-depth). Its reference is the same
+    # kernels unsharded and untransformed ("reference": "cpu"): bf16 rounding makes many ties
+    # in the max pools' windows, where the CPU pool's gradient takes the first maximum and
+    # JAX's reduce_window rule another (both valid; parameter gradients differ by up to 8% of
+    # their largest entry). tests/test_layers.py checks the kernels against XLA's convolution.
+    "alex/shift_tolerant/bf16": ("alex", "shift_tolerant", True,
+                                 {"dtype": "bfloat16", "reference": "cpu"}),
 }
+# Per-model tolerance: bf16 results of another batch partition or program differ by bf16
+# roundings: distances and input gradients by <= 0.7% (2026-12-05), parameter gradients (bf16
+# kernel gradients, each a rounded sum over the whole batch) by 2.2% of their largest entry.
+TOLS = {"alex/shift_tolerant/bf16": 3e-2}
 CASES = ("jit", "grad", "jvp", "linearize", "vmap", "checkpoint_scan", "eval_shape",
          "auto_mesh_forward", "auto_mesh_grad", "explicit_mesh_forward", "explicit_mesh_grad",
          "shard_map_forward", "shard_map_grad_x", "shard_map_psum_grad",
@@ -99,14 +111,14 @@ def _rel_err(got, want) -> float:
     return worst
 
 
-def _model(net, variant, pretrained):
+def _model(net, variant, pretrained, dtype="float32"):
     """(module, variables, smallest valid image side)."""
     import jax
     import jax.numpy as jnp
     import shiftlpips_jax as sl
     from shiftlpips_jax._src import backbones
     if pretrained:
-        metric = sl.load(net, variant)
+        metric = sl.load(net, variant, dtype=jnp.dtype(dtype))
         # DISTS runs at its minimum size (1 x 4 images). At 16 x 19 every case but one is
         # within 1e-7-6e-7; jax.checkpoint in lax.scan (two batches of 2 pairs) differs from
         # the plain gradient by 1.3e-4 relative: DISTS's variance ratios amplify the rounding
@@ -139,9 +151,10 @@ def _knobs(knobs: dict, height: int, width: int):
             setattr(cpu_kernels, k, v)
 
 
-def _groups(module, variables, x, y):
+def _groups(module, variables, x, y, reference="default"):
     """({group: (run, cases)}, want): ``run(cases)`` computes the listed cases of the group in
-    one program and returns {case: result}; ``want[case]`` is the plain result."""
+    one program and returns {case: result}; ``want[case]`` is the plain result (the result of
+    the layers of ``reference``: "default", the plain layers, or "cpu", the CPU kernels)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -168,7 +181,7 @@ def _groups(module, variables, x, y):
         (_, d), (gp, gx) = jax.value_and_grad(loss_and_d, (0, 1), has_aux=True)(p, a, b)
         return d, gp, gx
 
-    with layers.kernels_for("default"):   # the plain layers: the reference
+    with layers.kernels_for(reference):   # the plain layers (by default): the reference
         d_ref, gp_ref, gx_ref = jax.jit(forward_and_grads)(params, x, y)
         # Per device (one pair each), for the pmean'd parameter gradient.
         per_pair = jax.jit(jax.grad(loss))
@@ -301,14 +314,17 @@ def _run_model(net, variant, pretrained, knobs) -> dict:
     results = {}
     shape = None
     try:
-        module, variables, side = _model(net, variant, pretrained)
+        knobs = dict(knobs)
+        reference = knobs.pop("reference", "default")
+        module, variables, side = _model(net, variant, pretrained,
+                                         knobs.pop("dtype", "float32"))
         shape = (BATCH, side, side + 3, 3)
         rng = np.random.default_rng(0)
         x = rng.uniform(-1, 1, shape).astype(np.float32)
         y = np.clip(x + rng.normal(0, 0.3, x.shape), -1, 1).astype(np.float32)
         x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
         with _knobs(knobs, side, side + 3):
-            groups, want = _groups(module, variables, x, y)
+            groups, want = _groups(module, variables, x, y, reference)
             for run, cases, retry in groups.values():
                 try:   # the group's cases in one program (one compilation)
                     outs = run(cases)
@@ -370,10 +386,11 @@ def _report(model, tmp_path):
 def test_every_transform_equals_plain_result(model, tmp_path):
     result = _report(model, tmp_path)
     assert sorted(result["cases"]) == sorted(CASES)
+    tol = TOLS.get(model, TOL)
     failed = {case: r for case, r in result["cases"].items()
-              if "error" in r or not r["rel_err"] <= TOL}
+              if "error" in r or not r["rel_err"] <= tol}
     print(f"{model} {result['shape']}: {len(CASES) - len(failed)}/{len(CASES)} cases within "
-          f"{TOL:g} relative ({result['seconds']:.0f} s CPU); worst "
+          f"{tol:g} relative ({result['seconds']:.0f} s CPU); worst "
           f"{max(r.get('rel_err', 0.0) for r in result['cases'].values()):.2g}")
     assert not failed, "\n\n".join(
         f"{model} | {case}: " + (r["error"] if "error" in r else f"rel_err {r['rel_err']:.3g}")
