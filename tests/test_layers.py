@@ -315,7 +315,8 @@ def _assert_close_bf16(got, want, rel):
 
 
 @pytest.mark.parametrize("xs,ws,padding", BF16_ROWS_CASES)
-def test_bf16_rows_conv_equals_lax(xs, ws, padding):
+def test_bf16_rows_conv_equals_lax(xs, ws, padding, monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "BF16_ROWS", True)   # whatever this CPU has
     assert min(xs[1:3]) > cpu_kernels.SMALL_MAP and ws[3] >= cpu_kernels.BF16_ROWS_MIN_COUT
     x = jax.random.normal(jax.random.key(0), xs).astype(jnp.bfloat16)
     w = (jax.random.normal(jax.random.key(1), ws) / np.sqrt(np.prod(ws[:3]))).astype(jnp.bfloat16)
@@ -345,11 +346,17 @@ def test_bf16_rows_conv_equals_lax(xs, ws, padding):
         assert "conv_general_dilated" in grad
         f32 = str(jax.make_jaxpr(conv)(x.astype(jnp.float32), w.astype(jnp.float32)))
         assert "bitcast_convert_type" not in f32
+        monkeypatch.setattr(cpu_kernels, "BF16_ROWS", False)   # a CPU without bf16 dot units
+        # (a new function: make_jaxpr reuses the trace of one it has seen)
+        assert "dot_general" not in str(jax.make_jaxpr(lambda a, k: conv(a, k))(x, w))
+    monkeypatch.setattr(cpu_kernels, "BF16_ROWS", None)
+    assert cpu_kernels.bf16_rows_enabled() == cpu_kernels._host_has_bf16_dot()
 
 
 @pytest.mark.parametrize("xs,ws", [((2, 70, 71, 3), (13, 13, 3, 64)),   # ST alex conv1 at 64
                                    ((1, 27, 30, 3), (13, 13, 3, 8))])
-def test_bf16_stride2_conv_equals_lax(xs, ws):
+def test_bf16_stride2_conv_equals_lax(xs, ws, monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "BF16_ROWS", True)
     # The composed conv1 + BlurPool (stride 2, 3 channels) in bf16: space-to-depth, then the
     # row-stacked matmuls; gradients through the space-to-depth form.
     x = jax.random.normal(jax.random.key(0), xs).astype(jnp.bfloat16)
@@ -368,7 +375,10 @@ def test_bf16_stride2_conv_equals_lax(xs, ws):
     _assert_close_bf16(results(x, w, layers.conv_stride2), results(x, w, plain), 2e-2)
     with layers.kernels_for("cpu"):
         fwd = str(jax.make_jaxpr(layers.conv_stride2)(x, w))
-    assert "dot_general" in fwd and "conv_general_dilated" not in fwd
+        assert "dot_general" in fwd and "conv_general_dilated" not in fwd
+        monkeypatch.setattr(cpu_kernels, "BF16_ROWS", False)   # a CPU without bf16 dot units
+        fwd = str(jax.make_jaxpr(lambda a, k: layers.conv_stride2(a, k))(x, w))
+        assert "dot_general" not in fwd and "conv_general_dilated" in fwd
 
 
 def test_distance_derivatives_do_not_see_forward_only_kernels(monkeypatch):

@@ -80,7 +80,7 @@ MODELS = {
     # JAX's reduce_window rule another (both valid; parameter gradients differ by up to 8% of
     # their largest entry). tests/test_layers.py checks the kernels against XLA's convolution.
     "alex/shift_tolerant/bf16": ("alex", "shift_tolerant", True,
-                                 {"dtype": "bfloat16", "reference": "cpu"}),
+                                 {"dtype": "bfloat16", "reference": "cpu", "BF16_ROWS": True}),
 }
 # Per-model tolerance: bf16 results of another batch partition or program differ by bf16
 # roundings: distances and input gradients by <= 0.7% (2026-12-05), parameter gradients (bf16

@@ -69,6 +69,24 @@ differed by 1.3e-5 of their largest entry, against <= 0.8e-5 with XLA's convolut
 sides). Inside :func:`forward_only`, gradients are bit for bit those without the kernel
 (tests/test_layers.py).
 
+:func:`max_pool` computes the pool as the maximum of the window's strided slices (one fused
+loop) instead of XLA's ``reduce_window``, and pools bf16 in float32 (exact). On a 2-core Xeon
+with AMX (2026-12-05, ``shiftlpips bench --models alex``): ST alex float32 forward at 64x64x50
+232.6 pairs/s before, 277-298 after; alone, ST alex's 3x3 stride-1 pool on one CPU chunk ran
+1.46 ms as ``reduce_window`` and 0.35 ms sliced.
+
+:func:`conv_bf16_rows` (bf16 stride-1 convolutions with at least :data:`BF16_ROWS_MIN_COUT`
+outputs; ST alex's conv1 after space-to-depth through :func:`conv_stride2_small_cin`) runs the
+forward as row-stacked matmuls whose products XLA:CPU gives to the CPU's bf16 matrix units
+(AMX-BF16) with float32 sums; the data movement runs on the raw 16-bit patterns (:func:`_bits`),
+since XLA:CPU computes bf16 slices and concatenates in float32 with conversions around each.
+XLA's own bf16 convolution runs no faster than its float32 one. Same machine and command with
+``--bf16``: the ST alex bf16 forward at 64x64x50 went from 0.77x the float32 forward to 1.52x
+(437.8 against 287.3 pairs/s), at 256x256x4 to 1.28x; ST vgg 1.75x / 1.30x. Derivatives stay
+on XLA's bf16 convolution (a transpose in this form runs float32 products; see the kernel).
+On CPUs without bf16 matrix units the dot falls back to slower code; the dispatch does not ask
+(XLA:CPU picks the dot's code for the machine it runs on).
+
 Custom derivative rules here keep the tangent of a linear map as the *transpose of its fast
 transpose* (:func:`_transpose_at`), so ``jax.grad``, which transposes the tangent map again,
 runs the fast transpose itself while forward mode stays available. The transposes are typed
@@ -94,11 +112,12 @@ import numpy as np
 from . import layers
 
 __all__ = ["batch_chunks", "blur_pool", "max_pool", "conv_small_cin", "conv_stride2_small_cin",
-           "conv_small_map", "conv_winograd", "conv_winograd_rows", "toom_cook",
+           "conv_small_map", "conv_winograd", "conv_winograd_rows", "conv_bf16_rows", "toom_cook",
            "forward_only", "forward_only_enabled",
            "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_MAX_CHUNKS",
            "S2D_FORWARD_MIN_WIDTH", "SMALL_MAP", "WINOGRAD_MIN_CIN",
-           "WINOGRAD_ROWS_MIN_CIN", "WINOGRAD_ROWS_MIN_MAP", "WINOGRAD_ROWS_TILE", "WINOGRAD_ROWS_WIDTHS"]
+           "WINOGRAD_ROWS_MIN_CIN", "WINOGRAD_ROWS_MIN_MAP", "WINOGRAD_ROWS_TILE", "WINOGRAD_ROWS_WIDTHS",
+           "BF16_ROWS", "BF16_ROWS_MIN_COUT", "BF16_ROWS_MIN_WIDTH", "bf16_rows_enabled"]
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -471,7 +490,7 @@ def _conv_stride2(x, k, precision):
 
 
 def _conv_stride2_primal(x, k, precision):
-    if x.dtype == k.dtype == jnp.bfloat16:
+    if x.dtype == k.dtype == jnp.bfloat16 and bf16_rows_enabled():
         # Space-to-depth, then bf16 products with float32 sums (see conv_bf16_rows).
         xs, kp = _s2d_operands(_bits(x), k)
         return _rows_conv(_from_bits(xs, x.dtype), kp, ((0, 0), (0, 0)), precision)
@@ -781,11 +800,33 @@ conv_winograd_rows.defjvp(_conv_winograd_rows_jvp, symbolic_zeros=True)
 
 # Fewest output channels for which a bfloat16 stride-1 convolution runs as :func:`conv_bf16_rows`.
 # XLA:CPU's bfloat16 convolution runs no faster than its float32 one, while its bf16 dot with
-# float32 accumulation uses the bf16 matrix units (AMX-BF16: 1.5-1.6 TFLOP/s on a 2-core Xeon,
-# 5x its float32 dot). Per layer, one CPU chunk of ST alex at 64x64 (10 images; XLA's float32
-# convolution's time / this form's in bf16, ``python benchmarks/cpu_conv_kernels.py --only
-# bf16_rows``): see that script's output in benchmarks/results/.
+# float32 sums uses the bf16 matrix units (AMX-BF16, 2-core Xeon, 2026-12-05: 1.4-1.6 TFLOP/s on
+# products at least ~300 deep, 5x its float32 dot). Per layer, one CPU chunk of ST alex at 64x64
+# (10 images; ms, XLA's float32 convolution / XLA's bf16 one / this form in bf16): conv2
+# 5.9 / 6.2 / 1.8, conv3 3.4 / 3.4 / 1.4, conv4 4.5 / 4.6 / 1.5, conv1 after space-to-depth
+# 4.9 / 7.0 / 1.7.
 BF16_ROWS_MIN_COUT = 64
+# Whether bf16 convolutions take :func:`conv_bf16_rows`: None decides by the host CPU (Linux
+# flags amx_bf16 or avx512_bf16, the units XLA:CPU's bf16 dot uses; measured only on AMX).
+BF16_ROWS: bool | None = None
+
+
+@functools.cache
+def _host_has_bf16_dot() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return bool(set(line.split(":", 1)[1].split()) & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def bf16_rows_enabled() -> bool:
+    """Whether bf16 convolutions traced now take :func:`conv_bf16_rows` (see :data:`BF16_ROWS`)."""
+    return _host_has_bf16_dot() if BF16_ROWS is None else BF16_ROWS
+
 # Output columns per product row: blocks of adjacent output columns make the products at least
 # this many outputs wide (a banded kernel, a few zero taps more), which the matrix units run
 # better than 64-wide ones. One CPU chunk (10 images; ms for blocks of 1 / 2 / 4 columns,

@@ -305,7 +305,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     (inside :func:`cpu_kernels.forward_only`), float32 5-wide ones with at least
     :data:`cpu_kernels.WINOGRAD_ROWS_MIN_CIN` input channels on maps at least
     :data:`cpu_kernels.WINOGRAD_ROWS_MIN_MAP` pixels a side as
-    :func:`cpu_kernels.conv_winograd_rows` (2.5x fewer).
+    :func:`cpu_kernels.conv_winograd_rows` (2.5x fewer); bfloat16 stride-1 ones with at least
+    :data:`cpu_kernels.BF16_ROWS_MIN_COUT` outputs, on CPUs with bf16 dot units, as
+    :func:`cpu_kernels.conv_bf16_rows` (matmuls on the bf16 matrix units).
 
     A drop-in for ``nn.Conv(conv_general_dilated=...)``; anything else (not a plain NHWC/HWIO
     convolution with explicit padding, or neither case above) goes to ``lax`` unchanged.
@@ -323,7 +325,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
             cpu = lambda a, k: cpu_kernels.conv_small_map(a, k, pads, precision)  # noqa: E731
         elif (strides == (1, 1) and lhs.dtype == rhs.dtype == jnp.bfloat16
               and rhs.shape[0] * rhs.shape[1] > 1
-              and rhs.shape[3] >= cpu_kernels.BF16_ROWS_MIN_COUT):
+              and rhs.shape[3] >= cpu_kernels.BF16_ROWS_MIN_COUT
+              and cpu_kernels.bf16_rows_enabled()):
             cpu = lambda a, k: cpu_kernels.conv_bf16_rows(a, k, pads, precision)  # noqa: E731
         elif (strides == (1, 1) and rhs.shape[:2] == (3, 3)
               and rhs.shape[2] >= cpu_kernels.WINOGRAD_MIN_CIN
@@ -350,7 +353,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
 
 def conv_stride2(x: jax.Array, k: jax.Array, precision=None) -> jax.Array:
     """VALID stride-2 NHWC/HWIO convolution; on CPU with few input channels it runs as
-    :func:`cpu_kernels.conv_stride2_small_cin` (space-to-depth: faster to differentiate)."""
+    :func:`cpu_kernels.conv_stride2_small_cin` (space-to-depth: faster to differentiate; in
+    bf16 its forward runs as :func:`cpu_kernels.conv_bf16_rows`' matmuls)."""
     def plain(a, b):
         return lax.conv_general_dilated(a, b, (2, 2), ((0, 0), (0, 0)), dimension_numbers=NHWC,
                                         precision=precision)
