@@ -802,9 +802,10 @@ conv_winograd_rows.defjvp(_conv_winograd_rows_jvp, symbolic_zeros=True)
 # XLA:CPU's bfloat16 convolution runs no faster than its float32 one, while its bf16 dot with
 # float32 sums uses the bf16 matrix units (AMX-BF16, 2-core Xeon, 2026-12-05: 1.4-1.6 TFLOP/s on
 # products at least ~300 deep, 5x its float32 dot). Per layer, one CPU chunk of ST alex at 64x64
-# (10 images; ms, XLA's float32 convolution / XLA's bf16 one / this form in bf16): conv2
-# 5.9 / 6.2 / 1.8, conv3 3.4 / 3.4 / 1.4, conv4 4.5 / 4.6 / 1.5, conv1 after space-to-depth
-# 4.9 / 7.0 / 1.7.
+# (10 images; ms, XLA's float32 convolution / XLA's bf16 one / this form in bf16; ``python
+# benchmarks/cpu_conv_kernels.py --only bf16_rows``, 2026-12-05): conv1 after space-to-depth
+# 5.3 / 7.7 / 2.2, conv2 6.6 / 7.1 / 2.3, conv3 3.7 / 4.3 / 1.6, conv4 4.6 / 5.2 / 1.6,
+# conv5 3.2 / 3.6 / 1.4; a 64-channel VGG block-1 layer at 64x64 8.4 / 8.8 / 3.2.
 BF16_ROWS_MIN_COUT = 64
 # Whether bf16 convolutions take :func:`conv_bf16_rows`: None decides by the host CPU (Linux
 # flags amx_bf16 or avx512_bf16, the units XLA:CPU's bf16 dot uses; measured only on AMX).
