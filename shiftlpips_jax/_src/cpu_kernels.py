@@ -84,8 +84,8 @@ XLA's own bf16 convolution runs no faster than its float32 one. Same machine and
 ``--bf16``: the ST alex bf16 forward at 64x64x50 went from 0.77x the float32 forward to 1.52x
 (437.8 against 287.3 pairs/s), at 256x256x4 to 1.28x; ST vgg 1.75x / 1.30x. Derivatives stay
 on XLA's bf16 convolution (a transpose in this form runs float32 products; see the kernel).
-On CPUs without bf16 matrix units the dot falls back to slower code; the dispatch does not ask
-(XLA:CPU picks the dot's code for the machine it runs on).
+The layers take it only on CPUs whose flags list bf16 dot units (:func:`bf16_rows_enabled`);
+elsewhere bf16 stays on XLA's convolution, as before.
 
 Custom derivative rules here keep the tangent of a linear map as the *transpose of its fast
 transpose* (:func:`_transpose_at`), so ``jax.grad``, which transposes the tangent map again,
@@ -828,6 +828,7 @@ def bf16_rows_enabled() -> bool:
     """Whether bf16 convolutions traced now take :func:`conv_bf16_rows` (see :data:`BF16_ROWS`)."""
     return _host_has_bf16_dot() if BF16_ROWS is None else BF16_ROWS
 
+
 # Output columns per product row: blocks of adjacent output columns make the products at least
 # this many outputs wide (a banded kernel, a few zero taps more), which the matrix units run
 # better than 64-wide ones. One CPU chunk (10 images; ms for blocks of 1 / 2 / 4 columns,
@@ -904,4 +905,3 @@ def _conv_bf16_rows_jvp(padding, precision, primals, tangents):
 
 
 conv_bf16_rows.defjvp(_conv_bf16_rows_jvp, symbolic_zeros=True)
-
