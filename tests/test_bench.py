@@ -40,6 +40,23 @@ def test_bench_cli_output_structure(capsys, tmp_path):
     assert len(fwd["jax_times"]) == 1 and fwd["matmul_gflops"] > 0
 
 
+def test_bench_prints_bf16_against_float32(capsys):
+    code = cli.main(["bench", "--models", "alex", "--workloads", "32x2", "--modes", "forward",
+                     "--bf16", "--repeats", "1", "--warmup", "0", "--gap", "0",
+                     "--matmul-size", "128", "--random-init"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    rows = {ln.split()[3]: float(ln.split()[4]) for ln in lines[2:] if not ln.startswith("#")}
+    assert set(rows) == {"float32", "bfloat16"}
+    ratio = [ln for ln in lines if ln.startswith("# bf16 / float32")]
+    assert len(ratio) == 1
+    assert ratio[0].startswith("# bf16 / float32 alex/shift_tolerant 32x32x2 forward: ")
+    # The table's pairs/s are rounded to 2 decimals, the ratio from the unrounded values.
+    assert float(ratio[0].split()[-1].rstrip("x")) == pytest.approx(
+        rows["bfloat16"] / rows["float32"], rel=0.02, abs=0.01)
+    assert "matmul" in lines[-1]
+
+
 def test_bench_parse_and_errors():
     assert bench.parse_workloads("64x50, 256x4") == [(64, 50), (256, 4)]
     with pytest.raises(ValueError, match="SIDExBATCH"):

@@ -472,6 +472,14 @@ def run_bench_command(*, models: str = "alex,vgg", variant: str = "shift_toleran
                      against_pytorch=against_pytorch, repeats=repeats, warmup=warmup, gap=gap,
                      random_init=random_init, matmul_n=matmul_size,
                      torch_channels_last=torch_channels_last, log=lambda s: print(s, flush=True))
+    # The bf16 trunk against the float32 one, per workload (each timed in its own rounds).
+    f32 = {(r["model"], r["size"], r["batch"], r["mode"]): r for r in rows
+           if r["dtype"] == "float32"}
+    for r in rows:
+        base = f32.get((r["model"], r["size"], r["batch"], r["mode"]))
+        if r["dtype"] == "bfloat16" and base is not None:
+            print(f"# bf16 / float32 {r['model']} {r['size']}x{r['size']}x{r['batch']} "
+                  f"{r['mode']}: {r['jax_pairs_per_s'] / base['jax_pairs_per_s']:.2f}x")
     mm = statistics.median(r["matmul_gflops"] for r in rows)
     print(f"# float32 {matmul_size}^2 matmul (XLA), same rounds: {mm:.1f} GFLOP/s "
           f"(median over rows; per row in --json)")
