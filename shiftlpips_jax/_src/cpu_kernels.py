@@ -851,20 +851,19 @@ def _from_bits(b: jax.Array, dtype) -> jax.Array:
 
 
 def _rows_conv(x: jax.Array, w: jax.Array,
-               padding: tuple[tuple[int, int], tuple[int, int]], precision,
-               block: int | None = None) -> jax.Array:
-    """Stride-1 NHWC/HWIO convolution as matmuls. Output columns are taken in blocks of
-    ``block`` (default: enough to give products at least :data:`BF16_ROWS_MIN_WIDTH` outputs
-    wide); each block reads ``block + kw - 1`` input columns, which are stacked into channels
-    (one concatenate of strided views, on the bits), and each kernel row is one ``(rows,
-    (block + kw - 1) * Cin) @ ((block + kw - 1) * Cin, block * Cout)`` product with a banded
-    kernel, over the row-shifted view; the kh products are summed in float32 and the sum rounded
-    once to the input dtype. Primal only (see :func:`_bits`)."""
+               padding: tuple[tuple[int, int], tuple[int, int]], precision) -> jax.Array:
+    """Stride-1 NHWC/HWIO convolution as matmuls. Output columns are taken in blocks of q (enough
+    to give products at least :data:`BF16_ROWS_MIN_WIDTH` outputs wide); each block reads
+    ``q + kw - 1`` input columns, which are stacked into channels (one concatenate of strided
+    views, on the bits), and each kernel row is one ``(rows, (q + kw - 1) * Cin) @
+    ((q + kw - 1) * Cin, q * Cout)`` product with a banded kernel, over the row-shifted view; the
+    kh products are summed in float32 and the sum rounded once to the input dtype. Primal only
+    (see :func:`_bits`)."""
     n, h, wd, cin = x.shape
     kh, kw, _, cout = w.shape
     (pt, pb), (pl, pr) = padding
     ho, wo = h + pt + pb - kh + 1, wd + pl + pr - kw + 1
-    q = block or max(1, min(wo, BF16_ROWS_MIN_WIDTH // cout))
+    q = max(1, min(wo, BF16_ROWS_MIN_WIDTH // cout))
     nb = -(-wo // q)
     span = q + kw - 1
     b = _bits(x)
