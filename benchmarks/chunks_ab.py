@@ -5,7 +5,8 @@ Variants: ``new`` (as shipped), ``oldchunk`` (batch chunks by input pixels only,
 N px: SMALL_MAP = N), ``nowinograd`` (no
 ``cpu_kernels.conv_winograd``), ``norows`` (no ``cpu_kernels.conv_winograd_rows``), ``rowsmapN`` (it from N-px maps:
 WINOGRAD_ROWS_MIN_MAP = N), ``rowsM``
-(its tile WINOGRAD_ROWS_TILE = M), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``old``
+(its tile WINOGRAD_ROWS_TILE = M), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``valuesN`` (CPU_CHUNK_VALUES = N), ``derivchunks`` (evaluation cut
+by the derivative rule, as before ``cpu_kernels.CPU_EVAL_CHUNK_VALUES``), ``old``
 (= ``oldchunk``), ``default`` (the plain layers), several of these joined by ``+`` (e.g.
 ``rowsmap7+nochunk``), or a peer name from benchmarks/peers.py. Prints
 median wall and CPU time and each variant's median ratio to the first one.
@@ -43,10 +44,16 @@ def build(v):
             cpu_kernels.WINOGRAD_ROWS_TILE = int(part[4:])
         if part.startswith("chunk"):
             cpu_kernels.CPU_CHUNK_PIXELS = int(part[5:])
+        if part.startswith("values"):
+            cpu_kernels.CPU_CHUNK_VALUES = int(part[6:])
         if part in ("oldchunk", "old"):
             cpu_kernels.CPU_CHUNK_VALUES = 0
         if part == "nochunk":
             cpu_kernels.CPU_MAX_CHUNKS = 1
+    real_chunks = cpu_kernels.batch_chunks
+    if "derivchunks" in v.split("+"):
+        # Evaluation cut by the derivative rule (the rule before cpu_kernels.CPU_EVAL_CHUNK_VALUES).
+        cpu_kernels.batch_chunks = lambda *a, **k: real_chunks(*a, **{**k, "evaluation": False})
     try:
         if "default" in v.split("+"):
             with layers.kernels_for("default"):
@@ -54,6 +61,7 @@ def build(v):
         else:
             c = peers.compiled_case(fn, st, x, y, mode)
     finally:
+        cpu_kernels.batch_chunks = real_chunks
         for k, val in saved.items():
             setattr(cpu_kernels, k, val)
     return c

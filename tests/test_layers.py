@@ -539,6 +539,15 @@ def test_cpu_chunks_follow_first_tap_size(monkeypatch, tiny_models):
         cpu_kernels.batch_chunks(50, 64, 64)
     assert cpu_kernels.batch_chunks(4, 256, 256, tap_values=256 * 256 * 64) == \
         [(0, 1), (1, 2), (2, 3), (3, 4)]
+    # Evaluation (no derivative): the pixel rule, except that large images are grouped by
+    # first-tap values (LPIPS alex at 256x256: one chunk; ST-LPIPS alex's larger tap: one each).
+    assert cpu_kernels.batch_chunks(50, 64, 64, tap_values=15 * 15 * 64, evaluation=True) == \
+        cpu_kernels.batch_chunks(50, 64, 64)
+    assert cpu_kernels.batch_chunks(4, 256, 256, tap_values=63 * 63 * 64, evaluation=True) == \
+        [(0, 4)]
+    assert cpu_kernels.batch_chunks(4, 256, 256, tap_values=63 * 63 * 64) == [(0, 2), (2, 4)]
+    assert cpu_kernels.batch_chunks(4, 256, 256, tap_values=128 * 128 * 64, evaluation=True) == \
+        [(0, 1), (1, 2), (2, 3), (3, 4)]
     module, variables = tiny_models[("alex", "lpips")]
     assert lpips._first_tap_values(module.net, 64, 64) == 15 * 15 * module.net.channels[0]
     rng = np.random.default_rng(3)
@@ -559,3 +568,36 @@ def test_cpu_chunks_follow_first_tap_size(monkeypatch, tiny_models):
     chunked = run()
     for a, b in zip(whole, chunked):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_cpu_evaluation_and_gradient_take_their_own_chunk_rules(monkeypatch, tiny_models):
+    """The distance's evaluation cuts its batch by the evaluation rule, its derivative (any part
+    of it) by the derivative rule; both give the values of the uncut batch."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("batch chunks are CPU-only")
+    from shiftlpips_jax._src import cpu_kernels
+    module, variables = tiny_models[("alex", "lpips")]
+    seen = []
+    real = cpu_kernels.batch_chunks
+
+    def recording(*args, **kwargs):
+        seen.append(bool(kwargs.get("evaluation", False)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cpu_kernels, "batch_chunks", recording)
+    # Evaluation in chunks of 2 images, derivatives in chunks of 3.
+    monkeypatch.setattr(cpu_kernels, "CPU_CHUNK_PIXELS", 2 * 64 * 64)
+    monkeypatch.setattr(cpu_kernels, "CPU_CHUNK_VALUES", 3 * 15 * 15 * module.net.channels[0])
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.uniform(-1, 1, (6, 64, 64, 3)).astype(np.float32))
+    y = jnp.asarray(rng.uniform(-1, 1, (6, 64, 64, 3)).astype(np.float32))
+    f = lambda a: module.apply(variables, a, y)  # noqa: E731
+    d = jax.jit(f)(x)
+    assert seen == [True]
+    seen.clear()
+    g = jax.jit(jax.grad(lambda a: f(a).sum()))(x)
+    assert seen and not any(seen)
+    monkeypatch.setattr(cpu_kernels, "CPU_MAX_CHUNKS", 1)
+    np.testing.assert_allclose(d, jax.jit(f)(x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(g, jax.jit(jax.grad(lambda a: f(a).sum()))(x),
+                               rtol=1e-5, atol=1e-6 * float(jnp.abs(g).max()))

@@ -114,7 +114,7 @@ from . import layers
 __all__ = ["batch_chunks", "blur_pool", "max_pool", "conv_small_cin", "conv_stride2_small_cin",
            "conv_small_map", "conv_winograd", "conv_winograd_rows", "conv_bf16_rows", "toom_cook",
            "forward_only", "forward_only_enabled",
-           "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_MAX_CHUNKS",
+           "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_EVAL_CHUNK_VALUES", "CPU_MAX_CHUNKS",
            "S2D_FORWARD_MIN_WIDTH", "SMALL_MAP", "WINOGRAD_MIN_CIN",
            "WINOGRAD_ROWS_MIN_CIN", "WINOGRAD_ROWS_MIN_MAP", "WINOGRAD_ROWS_TILE", "WINOGRAD_ROWS_WIDTHS",
            "BF16_ROWS", "BF16_ROWS_MIN_COUT", "BF16_ROWS_MIN_WIDTH", "bf16_rows_enabled"]
@@ -228,20 +228,35 @@ CPU_MAX_CHUNKS = 8
 # The same budget counted in values of the trunk's first tap (10 images of ST-LPIPS alex's
 # 32x32x64 first tap at 64x64). A trunk that shrinks the image early (LPIPS alex: conv1 with
 # stride 4) has small activations, and cutting its batch by input pixels made chunks too small
-# to keep the cores busy: LPIPS alex 64x64x50 forward ran ~10-15% slower than unchunked.
+# to keep the cores busy: LPIPS alex 64x64x50 input gradient ran ~10-15% slower than unchunked.
 CPU_CHUNK_VALUES = 655_360
+# In evaluation (inside :func:`forward_only`, no derivative) the cut differs where measured
+# (2026-12-05, 2-core Xeon with AMX, ``python benchmarks/chunks_ab.py alex SIZE BATCH forward
+# ...``, time against the derivative rule): LPIPS alex 64x64x50 ran 0.95-0.98x with the pixel
+# rule's 5 chunks of 10 instead of 2 of 25, and LPIPS alex 256x256x4 0.90x as one chunk instead
+# of 2 of 2 (its input gradient ran 1.12x slower uncut, so derivatives keep the rule above).
+# Evaluation therefore takes the pixel rule, and where that leaves one image per chunk (large
+# images) groups images up to this many first-tap values: LPIPS alex (63x63x64 at 256x256) 4,
+# ST-LPIPS alex (128x128x64) and VGG still 1 (they ran 1.25x slower at 2 per chunk or uncut).
+CPU_EVAL_CHUNK_VALUES = 1_048_576
 
 
-def batch_chunks(n, h: int, w: int, *, tap_values: int | None = None) -> list[tuple[int, int]]:
+def batch_chunks(n, h: int, w: int, *, tap_values: int | None = None,
+                 evaluation: bool = False) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` cutting a batch of ``n`` HxW images into chunks of about
     :data:`CPU_CHUNK_PIXELS` pixels, or of :data:`CPU_CHUNK_VALUES` values of the first tap
     (``tap_values`` per image, when given) if that allows more images per chunk; at most
-    :data:`CPU_MAX_CHUNKS` chunks. One chunk for a batch whose size is symbolic
-    (``jax.export``), since the cut is static."""
+    :data:`CPU_MAX_CHUNKS` chunks. With ``evaluation`` (no derivative will be taken), the pixel
+    rule alone, except that images too large for two to share a chunk by pixels are grouped up
+    to :data:`CPU_EVAL_CHUNK_VALUES` first-tap values. One chunk for a batch whose size is
+    symbolic (``jax.export``), since the cut is static."""
     if not isinstance(n, int) or n <= 1:
         return [(0, n)]
     per = max(1, CPU_CHUNK_PIXELS // max(1, h * w))
-    if tap_values:
+    if tap_values and evaluation:
+        if per == 1:
+            per = max(1, CPU_EVAL_CHUNK_VALUES // max(1, tap_values))
+    elif tap_values:
         per = max(per, CPU_CHUNK_VALUES // max(1, tap_values))
     count = min(CPU_MAX_CHUNKS, -(-n // per))
     size = -(-n // count)
@@ -762,10 +777,14 @@ def _winograd_rows_conv(x: jax.Array, w: jax.Array,
     # Pad (or crop) to ho + kh - 1 rows and m * tiles + kw - 1 columns.
     x = lax.pad(x, jnp.zeros((), x.dtype),
                 ((0, 0, 0), (pt, pb, 0), (pl, m * tiles + kw - 1 - wd - pl, 0), (0, 0, 0)))
-    rows = jnp.concatenate([lax.slice_in_dim(x, i, i + ho, axis=1) for i in range(kh)],
-                           axis=3)                                   # (n, ho, W, kh * cin)
-    d = [lax.slice_in_dim(rows, q, q + m * (tiles - 1) + 1, m, axis=2) for q in range(a)]
-    v = jnp.stack([_combine(bt[p], d) for p in range(a)])            # (a, n, ho, tiles, K)
+    # B^T along the width first, on the input itself, then the kh row shifts stacked into the
+    # channels of the transformed rows: the same values as stacking first, but the kh-fold
+    # stacked copy is made once, of data already transformed (LPIPS alex conv2 at 256x256,
+    # 4 chunks of 2 images with the pool before it: 13.2 -> 11.1 ms; 2026-12-05).
+    d = [lax.slice_in_dim(x, q, q + m * (tiles - 1) + 1, m, axis=2) for q in range(a)]
+    xt = jnp.stack([_combine(bt[p], d) for p in range(a)])           # (a, n, H, tiles, cin)
+    v = jnp.concatenate([lax.slice_in_dim(xt, i, i + ho, axis=2) for i in range(kh)],
+                        axis=4)                                      # (a, n, ho, tiles, K)
     k = jnp.transpose(w, (1, 0, 2, 3)).reshape(kw, kh * cin, cout)   # (kw, K, cout)
     u = jnp.stack([_combine(g[p], [k[j] for j in range(kw)]) for p in range(a)])
     prod = lax.dot_general(v, u, (((4,), (1,)), ((0,), (0,))),

@@ -73,7 +73,7 @@ def _eval_chunks(x: jax.Array, n, net=None) -> list[tuple[int, int]]:
     if _batch_sharded(x):
         return [(0, n)]
     return cpu_kernels.batch_chunks(n, x.shape[1], x.shape[2], tap_values=_first_tap_values(
-        net, x.shape[1], x.shape[2]))
+        net, x.shape[1], x.shape[2]), evaluation=cpu_kernels.forward_only_enabled())
 
 
 def _first_tap_values(net, h: int, w: int) -> int | None:
