@@ -5,7 +5,8 @@ Variants: ``new`` (as shipped), ``oldchunk`` (batch chunks by input pixels only,
 N px: SMALL_MAP = N), ``nowinograd`` (no
 ``cpu_kernels.conv_winograd``), ``norows`` (no ``cpu_kernels.conv_winograd_rows``), ``rowsmapN`` (it from N-px maps:
 WINOGRAD_ROWS_MIN_MAP = N), ``rowsM``
-(its tile WINOGRAD_ROWS_TILE = M), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``valuesN`` (CPU_CHUNK_VALUES = N), ``derivchunks`` (evaluation cut
+(its tile WINOGRAD_ROWS_TILE = M), ``nochunk``, ``chunkN`` (CPU_CHUNK_PIXELS = N), ``valuesN`` (CPU_CHUNK_VALUES = N), ``evalpixelsN`` / ``evalvaluesN``
+(CPU_EVAL_SMALL_TAP_PIXELS / CPU_EVAL_CHUNK_VALUES = N), ``derivchunks`` (evaluation cut
 by the derivative rule, as before ``cpu_kernels.CPU_EVAL_CHUNK_VALUES``), ``old``
 (= ``oldchunk``), ``default`` (the plain layers), several of these joined by ``+`` (e.g.
 ``rowsmap7+nochunk``), or a peer name from benchmarks/peers.py. Prints
@@ -24,7 +25,8 @@ reps = int(sys.argv[6]) if len(sys.argv) > 6 else 9
 x, y = peers.inputs(size, batch)
 cases = {}
 # The cpu_kernels thresholds the variants change; build() restores them after each one.
-KNOBS = ("CPU_CHUNK_PIXELS", "CPU_MAX_CHUNKS", "CPU_CHUNK_VALUES", "SMALL_MAP", "WINOGRAD_MIN_CIN",
+KNOBS = ("CPU_CHUNK_PIXELS", "CPU_MAX_CHUNKS", "CPU_CHUNK_VALUES", "CPU_EVAL_SMALL_TAP_PIXELS",
+         "CPU_EVAL_CHUNK_VALUES", "SMALL_MAP", "WINOGRAD_MIN_CIN",
          "WINOGRAD_ROWS_MIN_CIN", "WINOGRAD_ROWS_TILE", "WINOGRAD_ROWS_MIN_MAP")
 def build(v):
     fn, st = peers.ours(net)
@@ -44,6 +46,10 @@ def build(v):
             cpu_kernels.WINOGRAD_ROWS_TILE = int(part[4:])
         if part.startswith("chunk"):
             cpu_kernels.CPU_CHUNK_PIXELS = int(part[5:])
+        if part.startswith("evalpixels"):
+            cpu_kernels.CPU_EVAL_SMALL_TAP_PIXELS = int(part[10:])
+        if part.startswith("evalvalues"):
+            cpu_kernels.CPU_EVAL_CHUNK_VALUES = int(part[10:])
         if part.startswith("values"):
             cpu_kernels.CPU_CHUNK_VALUES = int(part[6:])
         if part in ("oldchunk", "old"):

@@ -541,8 +541,11 @@ def test_cpu_chunks_follow_first_tap_size(monkeypatch, tiny_models):
         [(0, 1), (1, 2), (2, 3), (3, 4)]
     # Evaluation (no derivative): the pixel rule, except that large images are grouped by
     # first-tap values (LPIPS alex at 256x256: one chunk; ST-LPIPS alex's larger tap: one each).
+    # (a small first tap, as LPIPS alex's: chunks of 9 images of 64x64 instead of 10)
     assert cpu_kernels.batch_chunks(50, 64, 64, tap_values=15 * 15 * 64, evaluation=True) == \
-        cpu_kernels.batch_chunks(50, 64, 64)
+        [(0, 9), (9, 18), (18, 27), (27, 36), (36, 45), (45, 50)]
+    assert cpu_kernels.batch_chunks(50, 64, 64, tap_values=32 * 32 * 64, evaluation=True) == \
+        cpu_kernels.batch_chunks(50, 64, 64) == [(a, a + 10) for a in range(0, 50, 10)]
     assert cpu_kernels.batch_chunks(4, 256, 256, tap_values=63 * 63 * 64, evaluation=True) == \
         [(0, 4)]
     assert cpu_kernels.batch_chunks(4, 256, 256, tap_values=63 * 63 * 64) == [(0, 2), (2, 4)]

@@ -114,7 +114,8 @@ from . import layers
 __all__ = ["batch_chunks", "blur_pool", "max_pool", "conv_small_cin", "conv_stride2_small_cin",
            "conv_small_map", "conv_winograd", "conv_winograd_rows", "conv_bf16_rows", "toom_cook",
            "forward_only", "forward_only_enabled",
-           "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_EVAL_CHUNK_VALUES", "CPU_MAX_CHUNKS",
+           "CPU_CHUNK_PIXELS", "CPU_CHUNK_VALUES", "CPU_EVAL_CHUNK_VALUES", "CPU_EVAL_SMALL_TAP",
+           "CPU_EVAL_SMALL_TAP_PIXELS", "CPU_MAX_CHUNKS",
            "S2D_FORWARD_MIN_WIDTH", "SMALL_MAP", "WINOGRAD_MIN_CIN",
            "WINOGRAD_ROWS_MIN_CIN", "WINOGRAD_ROWS_MIN_MAP", "WINOGRAD_ROWS_TILE", "WINOGRAD_ROWS_WIDTHS",
            "BF16_ROWS", "BF16_ROWS_MIN_COUT", "BF16_ROWS_MIN_WIDTH", "bf16_rows_enabled"]
@@ -239,6 +240,13 @@ CPU_CHUNK_VALUES = 655_360
 # images) groups images up to this many first-tap values: LPIPS alex (63x63x64 at 256x256) 4,
 # ST-LPIPS alex (128x128x64) and VGG still 1 (they ran 1.25x slower at 2 per chunk or uncut).
 CPU_EVAL_CHUNK_VALUES = 1_048_576
+# And a trunk whose first tap holds at most :data:`CPU_EVAL_SMALL_TAP` values per input pixel
+# (LPIPS alex: 3.5; ST-LPIPS alex 14, VGG 64, SqueezeNet 15) is cut in evaluation by this pixel
+# budget (9 images of 64x64) instead of :data:`CPU_CHUNK_PIXELS` (10): LPIPS alex 64x64x50
+# forward 0.95-0.96x the time in three A/B runs (``chunks_ab.py alex 64 50 forward
+# new,chunk36864``, 2026-12-05), while ST alex and VGG ran 1.02-1.03x slower with it.
+CPU_EVAL_SMALL_TAP = 4
+CPU_EVAL_SMALL_TAP_PIXELS = 36_864
 
 
 def batch_chunks(n, h: int, w: int, *, tap_values: int | None = None,
@@ -247,12 +255,16 @@ def batch_chunks(n, h: int, w: int, *, tap_values: int | None = None,
     :data:`CPU_CHUNK_PIXELS` pixels, or of :data:`CPU_CHUNK_VALUES` values of the first tap
     (``tap_values`` per image, when given) if that allows more images per chunk; at most
     :data:`CPU_MAX_CHUNKS` chunks. With ``evaluation`` (no derivative will be taken), the pixel
-    rule alone, except that images too large for two to share a chunk by pixels are grouped up
-    to :data:`CPU_EVAL_CHUNK_VALUES` first-tap values. One chunk for a batch whose size is
+    rule alone (:data:`CPU_EVAL_SMALL_TAP_PIXELS` for trunks with a small first tap), except that
+    images too large for two to share a chunk by pixels are grouped up to
+    :data:`CPU_EVAL_CHUNK_VALUES` first-tap values. One chunk for a batch whose size is
     symbolic (``jax.export``), since the cut is static."""
     if not isinstance(n, int) or n <= 1:
         return [(0, n)]
-    per = max(1, CPU_CHUNK_PIXELS // max(1, h * w))
+    pixels = CPU_CHUNK_PIXELS
+    if evaluation and tap_values and tap_values <= CPU_EVAL_SMALL_TAP * h * w:
+        pixels = CPU_EVAL_SMALL_TAP_PIXELS
+    per = max(1, pixels // max(1, h * w))
     if tap_values and evaluation:
         if per == 1:
             per = max(1, CPU_EVAL_CHUNK_VALUES // max(1, tap_values))
