@@ -140,7 +140,11 @@ def _knobs(knobs: dict, height: int, width: int):
     from shiftlpips_jax._src import cpu_kernels
     values = dict(knobs)
     if "chunk_pairs" in values:
-        values["CPU_CHUNK_PIXELS"] = values.pop("chunk_pairs") * height * width
+        # Batch chunks of this many pairs, in evaluation and in derivatives alike (the pixel
+        # budgets; the first-tap budgets, which would make one chunk of a small batch, off).
+        pixels = values.pop("chunk_pairs") * height * width
+        values.update(CPU_CHUNK_PIXELS=pixels, CPU_EVAL_SMALL_TAP_PIXELS=pixels,
+                      CPU_CHUNK_VALUES=0)
     saved = {k: getattr(cpu_kernels, k) for k in values}
     for k, v in values.items():
         setattr(cpu_kernels, k, v)
@@ -324,6 +328,12 @@ def _run_model(net, variant, pretrained, knobs) -> dict:
         y = np.clip(x + rng.normal(0, 0.3, x.shape), -1, 1).astype(np.float32)
         x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
         with _knobs(knobs, side, side + 3):
+            if "chunk_pairs" in knobs:   # the knob must cut the batch, in both rules
+                from shiftlpips_jax._src import cpu_kernels, lpips
+                for evaluation in (True, False):
+                    with cpu_kernels._forward_only_kernels(evaluation):
+                        cut = lpips._eval_chunks(x, BATCH, module.net)
+                    assert len(cut) == -(-BATCH // knobs["chunk_pairs"]), (evaluation, cut)
             groups, want = _groups(module, variables, x, y, reference)
             for run, cases, retry in groups.values():
                 try:   # the group's cases in one program (one compilation)
