@@ -539,9 +539,9 @@ def test_cpu_chunks_follow_first_tap_size(monkeypatch, tiny_models):
         cpu_kernels.batch_chunks(50, 64, 64)
     assert cpu_kernels.batch_chunks(4, 256, 256, tap_values=256 * 256 * 64) == \
         [(0, 1), (1, 2), (2, 3), (3, 4)]
-    # Evaluation (no derivative): the pixel rule, except that large images are grouped by
-    # first-tap values (LPIPS alex at 256x256: one chunk; ST-LPIPS alex's larger tap: one each).
-    # (a small first tap, as LPIPS alex's: chunks of 9 images of 64x64 instead of 10)
+    # Evaluation (no derivative): the pixel rule (for a small first tap, as LPIPS alex's, chunks
+    # of 9 images of 64x64 instead of 10), except that large images are grouped by first-tap
+    # values (LPIPS alex at 256x256: one chunk; ST-LPIPS alex's larger tap: one each).
     assert cpu_kernels.batch_chunks(50, 64, 64, tap_values=15 * 15 * 64, evaluation=True) == \
         [(0, 9), (9, 18), (18, 27), (27, 36), (36, 45), (45, 50)]
     assert cpu_kernels.batch_chunks(50, 64, 64, tap_values=32 * 32 * 64, evaluation=True) == \
@@ -584,22 +584,24 @@ def test_cpu_evaluation_and_gradient_take_their_own_chunk_rules(monkeypatch, tin
     real = cpu_kernels.batch_chunks
 
     def recording(*args, **kwargs):
-        seen.append(bool(kwargs.get("evaluation", False)))
-        return real(*args, **kwargs)
+        cut = real(*args, **kwargs)
+        seen.append((bool(kwargs.get("evaluation", False)), len(cut)))
+        return cut
 
     monkeypatch.setattr(cpu_kernels, "batch_chunks", recording)
-    # Evaluation in chunks of 2 images, derivatives in chunks of 3.
+    # Evaluation in chunks of 2 images (3 chunks), derivatives in chunks of 3 (2 chunks).
     monkeypatch.setattr(cpu_kernels, "CPU_CHUNK_PIXELS", 2 * 64 * 64)
+    monkeypatch.setattr(cpu_kernels, "CPU_EVAL_SMALL_TAP_PIXELS", 2 * 64 * 64)
     monkeypatch.setattr(cpu_kernels, "CPU_CHUNK_VALUES", 3 * 15 * 15 * module.net.channels[0])
     rng = np.random.default_rng(4)
     x = jnp.asarray(rng.uniform(-1, 1, (6, 64, 64, 3)).astype(np.float32))
     y = jnp.asarray(rng.uniform(-1, 1, (6, 64, 64, 3)).astype(np.float32))
     f = lambda a: module.apply(variables, a, y)  # noqa: E731
     d = jax.jit(f)(x)
-    assert seen == [True]
+    assert seen == [(True, 3)]
     seen.clear()
     g = jax.jit(jax.grad(lambda a: f(a).sum()))(x)
-    assert seen and not any(seen)
+    assert seen and all(s == (False, 2) for s in seen), seen
     monkeypatch.setattr(cpu_kernels, "CPU_MAX_CHUNKS", 1)
     np.testing.assert_allclose(d, jax.jit(f)(x), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(g, jax.jit(jax.grad(lambda a: f(a).sum()))(x),

@@ -265,11 +265,10 @@ def batch_chunks(n, h: int, w: int, *, tap_values: int | None = None,
     if evaluation and tap_values and tap_values <= CPU_EVAL_SMALL_TAP * h * w:
         pixels = CPU_EVAL_SMALL_TAP_PIXELS
     per = max(1, pixels // max(1, h * w))
-    if tap_values and evaluation:
-        if per == 1:
-            per = max(1, CPU_EVAL_CHUNK_VALUES // max(1, tap_values))
-    elif tap_values:
+    if tap_values and not evaluation:
         per = max(per, CPU_CHUNK_VALUES // max(1, tap_values))
+    elif tap_values and per == 1:
+        per = max(1, CPU_EVAL_CHUNK_VALUES // max(1, tap_values))
     count = min(CPU_MAX_CHUNKS, -(-n // per))
     size = -(-n // count)
     return [(a, min(n, a + size)) for a in range(0, n, size)]
