@@ -229,7 +229,10 @@ CPU_MAX_CHUNKS = 8
 # The same budget counted in values of the trunk's first tap (10 images of ST-LPIPS alex's
 # 32x32x64 first tap at 64x64). A trunk that shrinks the image early (LPIPS alex: conv1 with
 # stride 4) has small activations, and cutting its batch by input pixels made chunks too small
-# to keep the cores busy: LPIPS alex 64x64x50 input gradient ran ~10-15% slower than unchunked.
+# to keep the cores busy: LPIPS alex 64x64x50 forward ran ~10-15% slower than unchunked
+# (2026-12-01, shared 2-core machine). On the 2026-12-05 Xeon its forward ran faster with the
+# pixel rule (evaluation now has its own rule, below) and its input gradient 1.03x slower, so
+# derivatives keep this one.
 CPU_CHUNK_VALUES = 655_360
 # In evaluation (inside :func:`forward_only`, no derivative) the cut differs where measured
 # (2026-12-05, 2-core Xeon with AMX, ``python benchmarks/chunks_ab.py alex SIZE BATCH forward
@@ -265,10 +268,11 @@ def batch_chunks(n, h: int, w: int, *, tap_values: int | None = None,
     if evaluation and tap_values and tap_values <= CPU_EVAL_SMALL_TAP * h * w:
         pixels = CPU_EVAL_SMALL_TAP_PIXELS
     per = max(1, pixels // max(1, h * w))
-    if tap_values and not evaluation:
-        per = max(per, CPU_CHUNK_VALUES // max(1, tap_values))
-    elif tap_values and per == 1:
-        per = max(1, CPU_EVAL_CHUNK_VALUES // max(1, tap_values))
+    if tap_values:
+        if not evaluation:
+            per = max(per, CPU_CHUNK_VALUES // tap_values)
+        elif per == 1:
+            per = max(1, CPU_EVAL_CHUNK_VALUES // tap_values)
     count = min(CPU_MAX_CHUNKS, -(-n // per))
     size = -(-n // count)
     return [(a, min(n, a + size)) for a in range(0, n, size)]
